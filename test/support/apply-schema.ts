@@ -1,0 +1,11 @@
+// Applies schema.sql and the demo data to the test D1 before each test file.
+// Both are idempotent, so a file that shares storage with another is safe.
+import { env } from 'cloudflare:workers'
+import { beforeAll } from 'vitest'
+import { testEnv } from './test-env.ts'
+
+beforeAll(async () => {
+  const { DB, TEST_SCHEMA, TEST_DEMO_DATA } = testEnv(env)
+  for (const statement of TEST_SCHEMA) await DB.prepare(statement).run()
+  await DB.batch(TEST_DEMO_DATA.map((s) => DB.prepare(s)))
+})

@@ -1,0 +1,68 @@
+import { readFileSync } from 'node:fs'
+import { cloudflareTest } from '@cloudflare/vitest-pool-workers'
+import { exportJWK, generateKeyPair } from 'jose'
+import { unstable_splitSqlQuery } from 'wrangler'
+import { defineConfig } from 'vitest/config'
+import { demoDataStatements } from './scripts/demo-data.ts'
+
+// Test-only signing keys, made fresh for every run: the Worker under test
+// trusts the public half (AUTH_JWKS), tests sign with the private half.
+const rsa = await generateKeyPair('RS256', { extractable: true })
+const ec = await generateKeyPair('ES256', { extractable: true })
+const rsaPublic = { ...(await exportJWK(rsa.publicKey)), kid: 'test-rs256', alg: 'RS256', use: 'sig' }
+const ecPublic = { ...(await exportJWK(ec.publicKey)), kid: 'test-es256', alg: 'ES256', use: 'sig' }
+const rsaPrivate = { ...(await exportJWK(rsa.privateKey)), kid: 'test-rs256', alg: 'RS256' }
+const ecPrivate = { ...(await exportJWK(ec.privateKey)), kid: 'test-es256', alg: 'ES256' }
+
+export const TEST_ISSUER = 'https://issuer.test'
+export const TEST_AUDIENCE = 'https://bastion.test/mcp'
+
+const schema = unstable_splitSqlQuery(readFileSync(new URL('./schema.sql', import.meta.url), 'utf8'))
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        plugins: [
+          cloudflareTest({
+            main: './src/index.ts',
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                AUTH_ISSUER: TEST_ISSUER,
+                AUTH_AUDIENCE: TEST_AUDIENCE,
+                AUTH_JWKS: JSON.stringify({ keys: [rsaPublic, ecPublic] }),
+                ALLOWED_ORIGINS: 'https://allowed.example',
+                TEST_PRIVATE_JWKS: JSON.stringify({ keys: [rsaPrivate, ecPrivate] }),
+                TEST_SCHEMA: schema,
+                TEST_DEMO_DATA: demoDataStatements(),
+              },
+            },
+          }),
+        ],
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          setupFiles: ['./test/support/apply-schema.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+})
