@@ -1,5 +1,46 @@
-export default {
-  async fetch(): Promise<Response> {
-    return new Response('placeholder')
-  },
-}
+// mcp-bastion: composition only. Read it as the request's path (DESIGN.md §1).
+import { Hono } from 'hono'
+import type { AppEnv } from './env.ts'
+import { AppError, errorResponse } from './errors.ts'
+import { protectedResourceMetadata } from './auth/metadata.ts'
+import { requestId } from './middleware/request-id.ts'
+import { loadConfig } from './middleware/config.ts'
+import { checkOrigin } from './middleware/origin.ts'
+import { bodyLimit } from './middleware/body-limit.ts'
+import { parseRpc } from './middleware/rpc.ts'
+import { authenticate } from './middleware/authenticate.ts'
+import { mcp } from './middleware/mcp.ts'
+
+const app = new Hono<AppEnv>()
+
+app.use('*', requestId(), loadConfig())
+
+app.get('/healthz', (c) => c.json({ ok: true }))
+app.get('/.well-known/oauth-protected-resource', (c) => c.json(protectedResourceMetadata(c.var.config)))
+app.get('/.well-known/oauth-protected-resource/mcp', (c) => c.json(protectedResourceMetadata(c.var.config)))
+
+app.post(
+  '/mcp',
+  checkOrigin(),
+  bodyLimit(),
+  parseRpc(),
+  authenticate(),
+  mcp(),
+)
+app.on(['GET', 'DELETE', 'PUT', 'PATCH'], '/mcp', () => {
+  throw new AppError('method_not_allowed', { headers: { allow: 'POST' } })
+})
+
+app.notFound((c) => c.json({ error: 'not found' }, 404))
+
+app.onError((error, c) => {
+  const id = c.var.requestId ?? crypto.randomUUID()
+  if (error instanceof AppError) {
+    if (error.status >= 500) c.var.log?.('error', 'request_failed', { kind: error.kind, detail: error.detail })
+    return errorResponse(error, id)
+  }
+  c.var.log?.('error', 'unhandled', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error), stack: error instanceof Error ? error.stack : undefined })
+  return errorResponse(new AppError('internal'), id)
+})
+
+export default app satisfies ExportedHandler<Env>

@@ -1,0 +1,151 @@
+// Access-token verification: pure, no HTTP framework. Built once per isolate
+// (keys imported and the remote JWKS cache created at build time), then
+// called per request. Each check is explicit and yields a stable `code`;
+// callers match on the code, never on message text. One generic message goes
+// on the wire ("invalid token"); the precise reason goes to the log.
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose'
+import type { JwksDocument } from '../config.ts'
+
+export interface VerifierOptions {
+  issuer: string
+  audience: string
+  algorithms: readonly string[]
+  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  /** Seconds of clock skew tolerated on exp/nbf/iat. */
+  clockToleranceSeconds?: number
+  /** For tests: the verification time. */
+  currentDate?: () => Date
+}
+
+export interface VerifiedToken {
+  sub: string
+  scopes: string[]
+  role: string | undefined
+  /** `jti` if the token has one, else "sha256:" + 16 hex chars of its digest. Never the token. */
+  tokenId: string
+  clientId: string | undefined
+  expiresAt: number
+}
+
+export type TokenFailureCode =
+  | 'malformed'
+  | 'too_large'
+  | 'algorithm_not_allowed'
+  | 'bad_type'
+  | 'unknown_key'
+  | 'bad_signature'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'wrong_issuer'
+  | 'wrong_audience'
+  | 'missing_claim'
+  | 'invalid_claim'
+  | 'keys_unavailable'
+
+export type VerifyResult = { ok: true; token: VerifiedToken } | { ok: false; code: TokenFailureCode; detail: string }
+
+const MAX_TOKEN_LENGTH = 8192
+const ALLOWED_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt'])
+const NEVER = /^(none|HS\d+)$/i
+
+export type TokenVerifier = (token: string) => Promise<VerifyResult>
+
+async function digestId(token: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token)))
+  return 'sha256:' + [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+function failure(code: TokenFailureCode, detail: string): VerifyResult {
+  return { ok: false, code, detail }
+}
+
+/** Maps jose's errors to our codes; anything unexpected is rethrown. */
+function classify(error: unknown): VerifyResult {
+  if (error instanceof errors.JWTExpired) return failure('expired', error.message)
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.reason === 'missing') return failure('missing_claim', `missing claim ${error.claim}`)
+    if (error.claim === 'iss') return failure('wrong_issuer', error.message)
+    if (error.claim === 'aud') return failure('wrong_audience', error.message)
+    if (error.claim === 'nbf' || error.claim === 'iat') return failure('not_yet_valid', error.message)
+    return failure('invalid_claim', error.message)
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed) return failure('algorithm_not_allowed', error.message)
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return failure('unknown_key', error.message)
+  if (error instanceof errors.JWSSignatureVerificationFailed) return failure('bad_signature', error.message)
+  if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) return failure('keys_unavailable', error.message)
+  if (error instanceof errors.JOSEError) return failure('malformed', `${error.code}: ${error.message}`)
+  throw error
+}
+
+export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
+  const algorithms = opts.algorithms.filter((a) => !NEVER.test(a))
+  if (algorithms.length === 0) throw new Error('createTokenVerifier: no acceptable algorithm')
+  const keys: JWTVerifyGetKey =
+    opts.jwks.kind === 'local'
+      ? createLocalJWKSet(opts.jwks.document as Parameters<typeof createLocalJWKSet>[0])
+      : createRemoteJWKSet(opts.jwks.url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+  const clockTolerance = opts.clockToleranceSeconds ?? 30
+
+  return async function verifyToken(token: string): Promise<VerifyResult> {
+    if (token.length > MAX_TOKEN_LENGTH) return failure('too_large', `token is ${token.length} characters`)
+    if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) return failure('malformed', 'not a JWS compact serialization')
+
+    let header: ReturnType<typeof decodeProtectedHeader>
+    try {
+      header = decodeProtectedHeader(token)
+    } catch (error) {
+      return classify(error)
+    }
+    // Checked before any key lookup, so `none`/HS* never reach a verifier.
+    if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
+      return failure('algorithm_not_allowed', `alg ${String(header.alg)} is not accepted`)
+    }
+    if (header.typ !== undefined && !ALLOWED_TYPES.has(String(header.typ).toLowerCase())) {
+      return failure('bad_type', `typ ${String(header.typ)} is not JWT or at+jwt`)
+    }
+
+    let payload: JWTPayload
+    try {
+      const now = opts.currentDate?.()
+      ;({ payload } = await jwtVerify(token, keys, {
+        issuer: opts.issuer,
+        audience: opts.audience,
+        algorithms,
+        requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+        clockTolerance,
+        ...(now ? { currentDate: now } : {}),
+      }))
+    } catch (error) {
+      return classify(error)
+    }
+
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 256) {
+      return failure('invalid_claim', 'sub must be a non-empty string of at most 256 characters')
+    }
+    const scope = payload['scope']
+    if (scope !== undefined && typeof scope !== 'string') return failure('invalid_claim', 'scope must be a space-separated string')
+    const role = payload['role']
+    if (role !== undefined && typeof role !== 'string') return failure('invalid_claim', 'role must be a string')
+    const clientId = payload['client_id'] ?? payload['azp']
+
+    return {
+      ok: true,
+      token: {
+        sub: payload.sub,
+        scopes: typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [],
+        role,
+        tokenId: typeof payload.jti === 'string' && payload.jti.length > 0 && payload.jti.length <= 128 ? payload.jti : await digestId(token),
+        clientId: typeof clientId === 'string' ? clientId : undefined,
+        expiresAt: payload.exp!,
+      },
+    }
+  }
+}

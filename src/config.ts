@@ -1,0 +1,159 @@
+// Configuration: parsed and validated once per isolate from the Worker's
+// bindings. A missing or malformed setting is never defaulted into an open
+// door: `loadConfig` returns a failure naming the setting, and the Worker
+// answers every request with 500 until it is fixed (see middleware/config.ts).
+import { z } from 'zod'
+
+const FORBIDDEN_ALGORITHM = /^(none|HS\d+)$/i
+const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
+
+/** Unset and empty are the same thing for a setting. */
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+
+const httpsUrl = (name: string) =>
+  z
+    .string()
+    .trim()
+    .min(1, `${name} is required`)
+    .refine((v) => URL.canParse(v), `${name} must be an absolute URL`)
+    .refine((v) => {
+      const u = new URL(v)
+      return u.protocol === 'https:' || u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]'
+    }, `${name} must use https (http only for loopback)`)
+
+const Jwks = z.object({
+  keys: z
+    .array(
+      z.looseObject({ kty: z.string() }).refine((k) => !('d' in k) && !('k' in k), 'AUTH_JWKS must contain public keys only'),
+    )
+    .min(1, 'AUTH_JWKS has no keys'),
+})
+export type JwksDocument = z.infer<typeof Jwks>
+
+const RawConfig = z
+  .object({
+    AUTH_ISSUER: z.string({ error: 'AUTH_ISSUER is required' }).trim().min(1, 'AUTH_ISSUER is required'),
+    AUTH_AUDIENCE: httpsUrl('AUTH_AUDIENCE'),
+    AUTH_JWKS_URL: optionalText.pipe(httpsUrl('AUTH_JWKS_URL').optional()),
+    AUTH_JWKS: optionalText,
+    AUTH_ALGORITHMS: optionalText,
+    ALLOWED_ORIGINS: optionalText,
+    MAX_BODY_BYTES: optionalText,
+    ALERT_WEBHOOK_URL: optionalText.pipe(httpsUrl('ALERT_WEBHOOK_URL').optional()),
+    ALERT_WEBHOOK_SECRET: optionalText,
+    AUDIT_RETENTION_DAYS: optionalText,
+  })
+  .loose()
+
+export interface Config {
+  issuer: string
+  audience: string
+  /** The RFC 9728 metadata URL for AUTH_AUDIENCE (path-suffixed form). */
+  resourceMetadataUrl: string
+  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  algorithms: string[]
+  allowedOrigins: ReadonlySet<string>
+  maxBodyBytes: number
+  alertWebhook: { url: string; secret: string } | undefined
+  auditRetentionDays: number
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
+
+function fail(setting: string, problem: string): ConfigResult {
+  return { ok: false, setting, problem }
+}
+
+function positiveInt(value: string | undefined, fallback: number): number | undefined {
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value)) return undefined
+  const n = Number(value)
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined
+}
+
+/** The origin of a URL-ish string, or undefined when it is not one. */
+export function normalizeOrigin(value: string): string | undefined {
+  if (!URL.canParse(value)) return undefined
+  const origin = new URL(value).origin
+  return origin === 'null' ? undefined : origin
+}
+
+/** RFC 9728 §3.1: insert the well-known segment between host and path. */
+export function resourceMetadataUrlFor(resource: string): string {
+  const u = new URL(resource)
+  const path = u.pathname === '/' ? '' : u.pathname
+  return `${u.origin}/.well-known/oauth-protected-resource${path}`
+}
+
+export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
+  const parsed = RawConfig.safeParse(bindings)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    const setting = String(issue.path[0] ?? 'configuration')
+    return fail(setting, issue.message)
+  }
+  const raw = parsed.data
+
+  let jwks: Config['jwks']
+  if (raw.AUTH_JWKS_URL && raw.AUTH_JWKS) return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS, not both')
+  if (raw.AUTH_JWKS_URL) {
+    jwks = { kind: 'remote', url: new URL(raw.AUTH_JWKS_URL) }
+  } else if (raw.AUTH_JWKS) {
+    let json: unknown
+    try {
+      json = JSON.parse(raw.AUTH_JWKS)
+    } catch {
+      return fail('AUTH_JWKS', 'is not valid JSON')
+    }
+    const doc = Jwks.safeParse(json)
+    if (!doc.success) return fail('AUTH_JWKS', doc.error.issues[0]!.message)
+    jwks = { kind: 'local', document: doc.data }
+  } else {
+    return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS')
+  }
+
+  const algorithms = (raw.AUTH_ALGORITHMS ?? 'RS256,ES256,EdDSA')
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean)
+  if (algorithms.length === 0) return fail('AUTH_ALGORITHMS', 'lists no algorithm')
+  for (const alg of algorithms) {
+    if (FORBIDDEN_ALGORITHM.test(alg)) return fail('AUTH_ALGORITHMS', `${alg} is never accepted (none and HS* are refused)`)
+    if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) return fail('AUTH_ALGORITHMS', `${alg} is not a supported JWS algorithm`)
+  }
+
+  const allowedOrigins = new Set<string>()
+  for (const entry of (raw.ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean)) {
+    const origin = normalizeOrigin(entry)
+    if (!origin) return fail('ALLOWED_ORIGINS', `"${entry}" is not an origin such as https://app.example.com`)
+    allowedOrigins.add(origin)
+  }
+
+  const maxBodyBytes = positiveInt(raw.MAX_BODY_BYTES, 262_144)
+  if (maxBodyBytes === undefined) return fail('MAX_BODY_BYTES', 'must be a positive integer number of bytes')
+
+  const auditRetentionDays = positiveInt(raw.AUDIT_RETENTION_DAYS, 90)
+  if (auditRetentionDays === undefined) return fail('AUDIT_RETENTION_DAYS', 'must be a positive integer number of days')
+
+  if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
+    return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
+  }
+
+  return {
+    ok: true,
+    config: {
+      issuer: raw.AUTH_ISSUER,
+      audience: raw.AUTH_AUDIENCE,
+      resourceMetadataUrl: resourceMetadataUrlFor(raw.AUTH_AUDIENCE),
+      jwks,
+      algorithms,
+      allowedOrigins,
+      maxBodyBytes,
+      alertWebhook: raw.ALERT_WEBHOOK_URL ? { url: raw.ALERT_WEBHOOK_URL, secret: raw.ALERT_WEBHOOK_SECRET! } : undefined,
+      auditRetentionDays,
+    },
+  }
+}

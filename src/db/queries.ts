@@ -1,0 +1,188 @@
+// Every SQL statement the business tools run, in one place, with numbered
+// bound parameters (?1, ?2 ...) and never string-built values. Tools get a
+// `DataAccess` built over one D1 binding; they never see the binding itself.
+//
+// Writes are not executed here: they are returned as prepared statements and
+// committed through the `Commit` function the caller supplies, so the audit
+// layer can put a mutation and its audit row in one D1 batch (one transaction).
+import type { OrderStatus } from './order-status.ts'
+
+export interface Customer {
+  id: string
+  name: string
+  company: string
+  email: string
+  phone: string
+  address: string
+  tier: string
+  created_at: string
+}
+
+export interface Order {
+  id: string
+  customer_id: string
+  product_id: string
+  quantity: number
+  total_cents: number
+  status: OrderStatus
+  note: string | null
+  created_at: string
+  updated_at: string
+}
+
+export interface Product {
+  id: string
+  sku: string
+  name: string
+  description: string
+  category: string
+  price_cents: number
+  stock: number
+}
+
+export interface Ticket {
+  id: string
+  customer_id: string
+  subject: string
+  body: string
+  priority: 'low' | 'normal' | 'high' | 'urgent'
+  status: 'open' | 'closed'
+  created_by: string
+  created_at: string
+}
+
+export interface SearchHit {
+  kind: 'customer' | 'order' | 'product'
+  id: string
+  title: string
+  snippet: string
+  score: number
+}
+
+/** Keyset position for list_orders: the last row of the previous page. */
+export interface OrderCursor {
+  createdAt: string
+  id: string
+}
+
+/**
+ * Commits write statements atomically (one D1 batch). `output` is what the
+ * tool will return, so an auditing commit can record its digest.
+ */
+export type Commit = (statements: D1PreparedStatement[], output: unknown) => Promise<D1Result[]>
+
+const ORDER_COLUMNS = 'id, customer_id, product_id, quantity, total_cents, status, note, created_at, updated_at'
+const PRODUCT_COLUMNS = 'id, sku, name, description, category, price_cents, stock'
+
+/** LIKE pattern for a user's text, with %, _ and the escape char escaped. */
+function likeContains(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (m) => `\\${m}`)}%`
+}
+
+/**
+ * Turns free text into a safe FTS5 query: each word becomes a quoted prefix
+ * term ("word"*), so FTS5 operators in user input (NEAR, OR, column filters,
+ * parentheses) have no effect. Returns undefined when no word is left.
+ */
+export function ftsQuery(text: string): string | undefined {
+  const words = text.normalize('NFKC').match(/[\p{L}\p{N}]+/gu)?.slice(0, 16)
+  if (!words || words.length === 0) return undefined
+  return words.map((w) => `"${w}"*`).join(' ')
+}
+
+export function createDataAccess(db: D1Database, commit: Commit) {
+  return {
+    async getCustomer(id: string): Promise<Customer | null> {
+      return db
+        .prepare('SELECT id, name, company, email, phone, address, tier, created_at FROM customers WHERE id = ?1')
+        .bind(id)
+        .first<Customer>()
+    },
+
+    async customerExists(id: string): Promise<boolean> {
+      return (await db.prepare('SELECT 1 AS one FROM customers WHERE id = ?1').bind(id).first()) !== null
+    },
+
+    async getOrder(id: string): Promise<Order | null> {
+      return db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = ?1`).bind(id).first<Order>()
+    },
+
+    /** Newest first; fetches one extra row to know whether a next page exists. */
+    async listOrders(filter: { customerId?: string | undefined; status?: OrderStatus | undefined; limit: number; after?: OrderCursor | undefined }): Promise<{ orders: Order[]; next: OrderCursor | undefined }> {
+      const { results } = await db
+        .prepare(
+          `SELECT ${ORDER_COLUMNS} FROM orders
+           WHERE (?1 IS NULL OR customer_id = ?1)
+             AND (?2 IS NULL OR status = ?2)
+             AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+           ORDER BY created_at DESC, id DESC
+           LIMIT ?5`,
+        )
+        .bind(filter.customerId ?? null, filter.status ?? null, filter.after?.createdAt ?? null, filter.after?.id ?? null, filter.limit + 1)
+        .all<Order>()
+      const orders = results.slice(0, filter.limit)
+      const last = orders.at(-1)
+      return { orders, next: results.length > filter.limit && last ? { createdAt: last.created_at, id: last.id } : undefined }
+    },
+
+    async searchProducts(text: string, limit: number): Promise<Product[]> {
+      const pattern = likeContains(text)
+      const { results } = await db
+        .prepare(
+          `SELECT ${PRODUCT_COLUMNS} FROM products
+           WHERE name LIKE ?1 ESCAPE '\\' OR sku LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\' OR category LIKE ?1 ESCAPE '\\'
+           ORDER BY (name LIKE ?1 ESCAPE '\\') DESC, name ASC, id ASC
+           LIMIT ?2`,
+        )
+        .bind(pattern, limit)
+        .all<Product>()
+      return results
+    },
+
+    /** Ranked full-text search (bm25, title weighted over body). */
+    async search(match: string, limit: number): Promise<SearchHit[]> {
+      const { results } = await db
+        .prepare(
+          `SELECT kind, ref_id AS id, title,
+                  snippet(search_index, 3, '[', ']', '…', 12) AS snippet,
+                  bm25(search_index, 0, 0, 4.0, 1.0) AS score
+           FROM search_index WHERE search_index MATCH ?1
+           ORDER BY score ASC, kind ASC, ref_id ASC
+           LIMIT ?2`,
+        )
+        .bind(match, limit)
+        .all<SearchHit>()
+      // bm25 is lower-is-better and negative; expose higher-is-better.
+      return results.map((r) => ({ ...r, score: Math.round(-r.score * 1000) / 1000 }))
+    },
+
+    /**
+     * Moves an order from `from` to `to`, only if it is still in `from`
+     * (optimistic concurrency). Returns false when another writer got there first.
+     */
+    async updateOrderStatus(update: { id: string; from: OrderStatus; to: OrderStatus; note: string | null; at: string }, output: unknown): Promise<boolean> {
+      const [result] = await commit(
+        [
+          db
+            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5')
+            .bind(update.to, update.note, update.at, update.id, update.from),
+        ],
+        output,
+      )
+      return (result?.meta.changes ?? 0) === 1
+    },
+
+    async createTicket(ticket: Ticket): Promise<void> {
+      await commit(
+        [
+          db
+            .prepare('INSERT INTO tickets (id, customer_id, subject, body, priority, status, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)')
+            .bind(ticket.id, ticket.customer_id, ticket.subject, ticket.body, ticket.priority, ticket.status, ticket.created_by, ticket.created_at),
+        ],
+        ticket,
+      )
+    },
+  }
+}
+
+export type DataAccess = ReturnType<typeof createDataAccess>

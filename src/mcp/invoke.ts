@@ -1,0 +1,78 @@
+// The tool boundary: every tool runs inside it. It gives the tool its narrowed
+// context and a time limit, turns the result into MCP content, and maps
+// failures to what a client may see:
+//   ToolError           → isError with the tool's own (public) message
+//   time limit reached  → isError "timed out after Ns"; the work is aborted
+//   anything else       → isError "internal error (request <id>)"; detail logged
+// It records the outcome on the request scope for the audit layer.
+import type { CallToolResult } from '@modelcontextprotocol/server'
+import { createDataAccess } from '../db/queries.ts'
+import type { ToolSettings } from '../policy/policy.ts'
+import { ToolError, type ToolDefinition } from '../tools/define.ts'
+import type { RequestScope, ToolReport } from './scope.ts'
+
+class TimeoutError extends Error {}
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
+  if (signal.aborted) return Promise.reject(new TimeoutError())
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError' ? new TimeoutError(`${timeoutMs}`) : new TimeoutError('cancelled'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(e)
+      },
+    )
+  })
+}
+
+function failed(report: ToolReport, text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true }
+}
+
+export async function invokeTool(
+  tool: ToolDefinition,
+  settings: ToolSettings,
+  args: unknown,
+  scope: RequestScope,
+  clientSignal: AbortSignal | undefined,
+): Promise<CallToolResult> {
+  const signal = AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), ...(clientSignal ? [clientSignal] : [])])
+  const ctx = {
+    principal: scope.principal,
+    signal,
+    requestId: scope.requestId,
+    data: createDataAccess(scope.db, scope.commit),
+    now: () => new Date(),
+  }
+  const record = (report: ToolReport) => {
+    scope.report = report
+    return report
+  }
+  try {
+    const output = await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)
+    const text = JSON.stringify(output)
+    record({ outcome: 'ok', errorCode: undefined, outputJson: text, truncated: false })
+    return { content: [{ type: 'text', text }], structuredContent: output as Record<string, unknown> }
+  } catch (error) {
+    if (error instanceof ToolError) {
+      return failed(record({ outcome: 'tool_error', errorCode: error.code, outputJson: undefined, truncated: false }), error.message)
+    }
+    if (error instanceof TimeoutError) {
+      const seconds = Math.round(settings.timeoutMs / 100) / 10
+      scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
+      return failed(record({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }), `${tool.name} timed out after ${seconds}s; the work was aborted`)
+    }
+    scope.log('error', 'tool_failed', {
+      tool: tool.name,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      stack: error instanceof Error ? error.stack : undefined,
+    })
+    return failed(record({ outcome: 'error', errorCode: 'internal', outputJson: undefined, truncated: false }), `internal error (request ${scope.requestId})`)
+  }
+}

@@ -1,0 +1,44 @@
+// One McpServer per request, built for one principal: only the tools the
+// policy lets this caller use are registered, so tools/list shows exactly
+// those and a call to any other is "unknown tool" at the SDK level (the
+// authorize middleware has already answered 403 for known tools).
+import { McpServer } from '@modelcontextprotocol/server'
+import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker'
+import { POLICY } from '../policy/policy.ts'
+import { TOOLS } from '../tools/index.ts'
+import { invokeTool } from './invoke.ts'
+import type { RequestScope } from './scope.ts'
+
+export const SERVER_INFO = { name: 'mcp-bastion', version: '0.1.0' } as const
+
+// Built once per isolate and shared by every per-request server.
+const validator = new CfWorkerJsonSchemaValidator()
+
+const INSTRUCTIONS =
+  'Tools over the company data: customers, orders, products, support tickets. ' +
+  'You only see the tools your token allows. Ids look like cus_001, ord_0001, prd_001.'
+
+export function buildServer(scope: RequestScope): McpServer {
+  const server = new McpServer(SERVER_INFO, {
+    capabilities: { tools: { listChanged: false } },
+    instructions: INSTRUCTIONS,
+    jsonSchemaValidator: validator,
+  })
+  for (const tool of TOOLS) {
+    const settings = POLICY.tools.get(tool.name)
+    if (!settings) throw new Error(`tool ${tool.name} has no policy entry`)
+    if (!scope.principal.scopes.has(settings.scope)) continue
+    server.registerTool(
+      tool.name,
+      {
+        title: tool.title,
+        description: tool.description,
+        inputSchema: tool.input,
+        outputSchema: tool.output,
+        annotations: { title: tool.title, ...tool.annotations },
+      },
+      (args: unknown, ctx) => invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
+    )
+  }
+  return server
+}

@@ -1,0 +1,48 @@
+// Bearer-token authentication. The token is taken from the Authorization
+// header only (a token in the query string or body is ignored), verified by
+// auth/verify.ts, and turned into c.var.principal. Failure: 401 with the RFC
+// 9728 challenge; the precise reason goes to the log, never to the client.
+import { createMiddleware } from 'hono/factory'
+import type { Config } from '../config.ts'
+import type { AppEnv } from '../env.ts'
+import { unauthorized } from '../errors.ts'
+import { createTokenVerifier, type TokenVerifier } from '../auth/verify.ts'
+import { effectiveScopes } from '../policy/decide.ts'
+import { POLICY } from '../policy/policy.ts'
+
+// One verifier per configuration, so keys are imported and the remote JWKS
+// cache is created once per isolate.
+const verifiers = new WeakMap<Config, TokenVerifier>()
+function verifierFor(config: Config): TokenVerifier {
+  let verifier = verifiers.get(config)
+  if (!verifier) {
+    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks })
+    verifiers.set(config, verifier)
+  }
+  return verifier
+}
+
+export const authenticate = () =>
+  createMiddleware<AppEnv>(async function authenticate(c, next) {
+    const { config, log } = c.var
+    const header = c.req.header('authorization')
+    const match = header?.match(/^Bearer[ \t]+([^\s]+)[ \t]*$/i)
+    if (!match) {
+      log('info', 'auth_missing', { scheme: header ? header.split(' ')[0]?.slice(0, 16) : null, method: c.var.rpc.method })
+      throw unauthorized(config.resourceMetadataUrl, header !== undefined)
+    }
+    const result = await verifierFor(config)(match[1]!)
+    if (!result.ok) {
+      log(result.code === 'keys_unavailable' ? 'error' : 'info', 'auth_refused', { code: result.code, detail: result.detail, method: c.var.rpc.method })
+      throw unauthorized(config.resourceMetadataUrl, true, result.code)
+    }
+    const { token } = result
+    c.set('principal', {
+      sub: token.sub,
+      scopes: effectiveScopes(POLICY, { scopes: token.scopes, role: token.role }),
+      role: token.role,
+      tokenId: token.tokenId,
+      clientId: token.clientId,
+    })
+    await next()
+  })

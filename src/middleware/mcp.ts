@@ -1,0 +1,19 @@
+// Hands the authenticated, authorized request to the MCP SDK.
+import { createMiddleware } from 'hono/factory'
+import type { AppEnv } from '../env.ts'
+import { serveMcp } from '../mcp/handler.ts'
+import type { RequestScope } from '../mcp/scope.ts'
+
+export const mcp = () =>
+  createMiddleware<AppEnv>(async function mcp(c) {
+    const scope: RequestScope = {
+      requestId: c.var.requestId,
+      principal: c.var.principal,
+      db: c.env.DB,
+      log: c.var.log,
+      commit: (statements) => c.env.DB.batch(statements),
+      report: undefined,
+    }
+    c.set('scope', scope)
+    return serveMcp(c.req.raw, scope, c.var.rpc.raw)
+  })

@@ -1,0 +1,16 @@
+// Gives every exchange an id, a logger carrying it, and the X-Request-Id
+// response header. The id is always ours: a client-sent X-Request-Id is not
+// trusted (it would let a caller forge log correlation).
+import { createMiddleware } from 'hono/factory'
+import type { AppEnv } from '../env.ts'
+import { createLogger } from '../log.ts'
+
+export const requestId = () =>
+  createMiddleware<AppEnv>(async function requestId(c, next) {
+    const id = crypto.randomUUID()
+    c.set('requestId', id)
+    c.set('startedAt', Date.now())
+    c.set('log', createLogger({ requestId: id }))
+    await next()
+    c.header('x-request-id', id)
+  })

@@ -1,0 +1,144 @@
+// The access policy, as data: the seed's role table made explicit.
+//
+//   roles  ──grant──▶  scopes  ──required by──▶  tools
+//
+// Editing this file is the only change needed to add a role, add a tool or
+// retune a tool's limits. Every decision reads it: the tools/list filter, the
+// 403 challenge's `scope`, the PRM document's `scopes_supported`, and each
+// tool's timeout, output cap and sensitive fields. The table is validated when
+// the module loads (`validatePolicy`): a tool without a known scope or a role
+// naming an unknown scope stops the Worker from starting, with a message.
+//
+// Admin's "all tools" is not a `*` scope: the `admin` role lists ALL_SCOPES, a
+// marker this module expands to every scope the tools require. A token whose
+// `scope` claim says `*` gets nothing from it.
+
+export const ALL_SCOPES = Symbol('all scopes of the policy')
+
+export interface ToolSettings {
+  /** The OAuth scope a caller needs to see and call the tool. */
+  scope: string
+  /** Wall time one invocation may take before it is aborted. */
+  timeoutMs: number
+  /** Estimated tokens of output before the result is truncated with a marker. */
+  outputTokens: number
+  /** Argument or result keys whose values never reach the audit log. */
+  sensitiveFields: readonly string[]
+  /** Calls per `sub` per window (enforced by the rate-limit layer). */
+  rateLimit: { limit: number; windowSeconds: number }
+}
+
+export interface PolicyInput {
+  scopes: Record<string, string>
+  roles: Record<string, readonly string[] | typeof ALL_SCOPES>
+  defaults: Omit<ToolSettings, 'scope'>
+  tools: Record<string, Partial<Omit<ToolSettings, 'scope'>> & { scope: string }>
+  /** Arguments larger than this many estimated tokens are refused. */
+  maxArgumentTokens: number
+  /** Rows `execute_query` returns at most. */
+  maxQueryRows: number
+  /** Tables `execute_query` may read. */
+  queryableTables: readonly string[]
+}
+
+export interface Policy {
+  scopes: ReadonlyMap<string, string>
+  roles: ReadonlyMap<string, ReadonlySet<string>>
+  tools: ReadonlyMap<string, ToolSettings>
+  maxArgumentTokens: number
+  maxQueryRows: number
+  queryableTables: readonly string[]
+}
+
+const PERSONAL_DATA = ['email', 'phone', 'address'] as const
+
+export const POLICY_INPUT: PolicyInput = {
+  scopes: {
+    'customers:read': 'Read customer records',
+    'orders:read': 'List and read orders',
+    'products:read': 'Search the product catalogue',
+    'orders:write': 'Change the status of orders',
+    'tickets:write': 'Open support tickets',
+    'search:read': 'Full-text search across customers, orders and products',
+    'sql:read': 'Run read-only SQL over the business tables',
+  },
+  roles: {
+    'read-only': ['customers:read', 'orders:read', 'products:read'],
+    editor: ['customers:read', 'orders:read', 'orders:write', 'tickets:write'],
+    admin: ALL_SCOPES,
+  },
+  // The seed's serverConfig: timeoutMs 30000, maxTokensPerRequest 10000,
+  // maxRequestsPerMinute 60.
+  defaults: {
+    timeoutMs: 30_000,
+    outputTokens: 10_000,
+    sensitiveFields: PERSONAL_DATA,
+    rateLimit: { limit: 60, windowSeconds: 60 },
+  },
+  tools: {
+    get_customer: { scope: 'customers:read' },
+    list_orders: { scope: 'orders:read' },
+    search_products: { scope: 'products:read' },
+    update_order: { scope: 'orders:write' },
+    create_ticket: { scope: 'tickets:write', sensitiveFields: [...PERSONAL_DATA, 'body'] },
+    search: { scope: 'search:read', rateLimit: { limit: 60, windowSeconds: 60 } },
+    execute_query: { scope: 'sql:read', timeoutMs: 10_000 },
+  },
+  maxArgumentTokens: 10_000,
+  maxQueryRows: 500,
+  queryableTables: ['customers', 'orders', 'products', 'tickets'],
+}
+
+export class PolicyError extends Error {
+  override name = 'PolicyError'
+}
+
+/** Expands and checks a policy table; throws PolicyError naming the problem. */
+export function validatePolicy(input: PolicyInput): Policy {
+  const scopes = new Map(Object.entries(input.scopes))
+  const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/ // RFC 6749 scope-token
+  for (const scope of scopes.keys()) {
+    if (!scopeToken.test(scope) || scope === '*') throw new PolicyError(`policy: "${scope}" is not a valid scope name`)
+  }
+
+  const tools = new Map<string, ToolSettings>()
+  for (const [name, settings] of Object.entries(input.tools)) {
+    if (!settings.scope) throw new PolicyError(`policy: tool ${name} has no scope`)
+    if (!scopes.has(settings.scope)) throw new PolicyError(`policy: tool ${name} requires unknown scope "${settings.scope}"`)
+    const merged: ToolSettings = { ...input.defaults, ...settings }
+    if (!(merged.timeoutMs > 0)) throw new PolicyError(`policy: tool ${name} needs a positive timeoutMs`)
+    if (!(merged.outputTokens > 0)) throw new PolicyError(`policy: tool ${name} needs a positive outputTokens`)
+    if (!(merged.rateLimit.limit > 0 && merged.rateLimit.windowSeconds > 0)) throw new PolicyError(`policy: tool ${name} needs a positive rate limit`)
+    tools.set(name, merged)
+  }
+
+  const roles = new Map<string, ReadonlySet<string>>()
+  for (const [role, granted] of Object.entries(input.roles)) {
+    if (granted === ALL_SCOPES) {
+      roles.set(role, new Set(scopes.keys()))
+      continue
+    }
+    for (const scope of granted) {
+      if (!scopes.has(scope)) throw new PolicyError(`policy: role ${role} grants unknown scope "${scope}"`)
+    }
+    roles.set(role, new Set(granted))
+  }
+
+  for (const scope of scopes.keys()) {
+    if (![...tools.values()].some((t) => t.scope === scope)) throw new PolicyError(`policy: scope "${scope}" is required by no tool`)
+  }
+  if (!(input.maxArgumentTokens > 0)) throw new PolicyError('policy: maxArgumentTokens must be positive')
+  if (!(input.maxQueryRows > 0)) throw new PolicyError('policy: maxQueryRows must be positive')
+
+  return {
+    scopes,
+    roles,
+    tools,
+    maxArgumentTokens: input.maxArgumentTokens,
+    maxQueryRows: input.maxQueryRows,
+    queryableTables: input.queryableTables,
+  }
+}
+
+/** The policy in force. Loading this module fails if the table is invalid. */
+export const POLICY: Policy = validatePolicy(POLICY_INPUT)

@@ -1,0 +1,50 @@
+// How a tool is declared: in full (title, description, zod input with a
+// description on every field, output schema, annotations) and with a `run`
+// that gets only a narrowed context — its data access, the principal, an
+// AbortSignal and the request id — never `env` or the raw D1 binding.
+// Annotations are hints for clients, never a security boundary: the policy is.
+import type { ToolAnnotations } from '@modelcontextprotocol/server'
+import type { z } from 'zod'
+import type { Principal } from '../auth/principal.ts'
+import type { DataAccess } from '../db/queries.ts'
+
+export interface ToolContext {
+  principal: Principal
+  /** Aborted when the tool's time runs out or the client cancels. */
+  signal: AbortSignal
+  requestId: string
+  data: DataAccess
+  /** The current time, injectable for tests. */
+  now: () => Date
+}
+
+export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
+  name: string
+  title: string
+  description: string
+  input: I
+  output: O
+  annotations: ToolAnnotations
+  run(args: z.output<I>, ctx: ToolContext): Promise<z.output<O>>
+}
+
+export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(definition: ToolDefinition<I, O>): ToolDefinition<I, O> {
+  return definition
+}
+
+/**
+ * A failure the caller should see: its message goes to the client as a tool
+ * error (`isError: true`). Anything else a tool throws is an internal error
+ * and reaches the client only as "internal error (request <id>)".
+ */
+export class ToolError extends Error {
+  override name = 'ToolError'
+  constructor(
+    message: string,
+    readonly code: string = 'tool_error',
+  ) {
+    super(message)
+  }
+}
+
+export const notFound = (what: string, id: string) => new ToolError(`${what} ${id} not found`, 'not_found')

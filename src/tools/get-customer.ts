@@ -1,0 +1,17 @@
+import { z } from 'zod'
+import { defineTool, notFound } from './define.ts'
+import { Customer, CustomerId } from './schemas.ts'
+
+export const getCustomer = defineTool({
+  name: 'get_customer',
+  title: 'Get customer',
+  description: 'Retrieve one customer record (name, company, contact details, tier) by its id.',
+  input: z.object({ customerId: CustomerId }).strict(),
+  output: z.object({ customer: Customer }),
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  async run({ customerId }, ctx) {
+    const customer = await ctx.data.getCustomer(customerId)
+    if (!customer) throw notFound('customer', customerId)
+    return { customer }
+  },
+})

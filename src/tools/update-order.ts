@@ -1,0 +1,43 @@
+import { z } from 'zod'
+import { canTransition, ORDER_TRANSITIONS } from '../db/order-status.ts'
+import { defineTool, notFound, ToolError } from './define.ts'
+import { Order, OrderId, OrderStatus } from './schemas.ts'
+
+const MAX_ATTEMPTS = 3
+
+export const updateOrder = defineTool({
+  name: 'update_order',
+  title: 'Update order status',
+  description:
+    'Move an order to a new status, optionally leaving a note. Allowed moves: pending→paid|cancelled, paid→shipped|cancelled, shipped→delivered; delivered and cancelled are final. Returns the updated order.',
+  input: z
+    .object({
+      orderId: OrderId,
+      status: OrderStatus.describe('the new status'),
+      note: z.string().max(500).optional().describe('a note to store on the order, at most 500 characters'),
+    })
+    .strict(),
+  output: z.object({ order: Order, previousStatus: OrderStatus }),
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  async run({ orderId, status, note }, ctx) {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const order = await ctx.data.getOrder(orderId)
+      if (!order) throw notFound('order', orderId)
+      if (order.status === status) throw new ToolError(`order ${orderId} is already ${status}`, 'no_change')
+      if (!canTransition(order.status, status)) {
+        const allowed = ORDER_TRANSITIONS[order.status]
+        throw new ToolError(
+          `order ${orderId} cannot go from ${order.status} to ${status}` +
+            (allowed.length ? ` (allowed: ${allowed.join(', ')})` : ` (${order.status} is final)`),
+          'invalid_transition',
+        )
+      }
+      const at = ctx.now().toISOString().replace(/\.\d{3}Z$/, 'Z')
+      const updated = { ...order, status, note: note ?? order.note, updated_at: at }
+      const output = { order: updated, previousStatus: order.status }
+      if (await ctx.data.updateOrderStatus({ id: orderId, from: order.status, to: status, note: note ?? null, at }, output)) return output
+      // Another writer changed the order between our read and write: re-read and re-check.
+    }
+    throw new ToolError(`order ${orderId} is being changed concurrently; try again`, 'conflict')
+  },
+})
