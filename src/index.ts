@@ -23,8 +23,8 @@ app.post(
   '/mcp',
   checkOrigin(),
   bodyLimit(),
-  parseRpc(),
   authenticate(),
+  parseRpc(),
   mcp(),
 )
 app.on(['GET', 'DELETE', 'PUT', 'PATCH'], '/mcp', () => {

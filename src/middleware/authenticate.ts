@@ -28,12 +28,12 @@ export const authenticate = () =>
     const header = c.req.header('authorization')
     const match = header?.match(/^Bearer[ \t]+([^\s]+)[ \t]*$/i)
     if (!match) {
-      log('info', 'auth_missing', { scheme: header ? header.split(' ')[0]?.slice(0, 16) : null, method: c.var.rpc.method })
+      log('info', 'auth_missing', { scheme: header ? header.split(' ')[0]?.slice(0, 16) : null })
       throw unauthorized(config.resourceMetadataUrl, header !== undefined)
     }
     const result = await verifierFor(config)(match[1]!)
     if (!result.ok) {
-      log(result.code === 'keys_unavailable' ? 'error' : 'info', 'auth_refused', { code: result.code, detail: result.detail, method: c.var.rpc.method })
+      log(result.code === 'keys_unavailable' ? 'error' : 'info', 'auth_refused', { code: result.code, detail: result.detail })
       throw unauthorized(config.resourceMetadataUrl, true, result.code)
     }
     const { token } = result

@@ -1,0 +1,32 @@
+// npm run dev — one command from a clean clone to a running server:
+//   1. creates the development key pair once (private part in .dev/, git-ignored)
+//   2. writes .dev.vars (issuer, audience, public JWKS) for http://127.0.0.1:8787
+//   3. initialises and seeds the local D1 (idempotent)
+//   4. runs `wrangler dev` on 127.0.0.1:8787
+// Then: `npm run token -- --role admin` prints a token this server accepts.
+import { spawn } from 'node:child_process'
+import { initLocalDatabase } from './db-init.ts'
+import { devEnv, devVars, ensureKeys, persistArgs, ROOT, WRANGLER, writeDevVars } from './lib/dev-env.ts'
+
+async function main() {
+  const env = devEnv()
+  const keys = await ensureKeys(env)
+  const vars = devVars(env, keys)
+  const varsFile = writeDevVars(env, vars)
+  await initLocalDatabase(env)
+  const inspectorPort = Number(process.env['INSPECTOR_PORT'] ?? env.port + 10_000)
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(env.port), '--inspector-port', String(inspectorPort), ...persistArgs(env)]
+  // A non-default environment passes its settings explicitly (wrangler reads .dev.vars only from the project root).
+  if (!env.isDefault) for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
+  console.log(`settings in ${varsFile}\nMCP endpoint: ${env.audience}\nmint a token: npm run token -- --role admin`)
+  const child = spawn(WRANGLER, args, { cwd: ROOT, stdio: 'inherit', env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } })
+  const stop = () => child.kill('SIGTERM')
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  child.on('exit', (code) => process.exit(code ?? 0))
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error)
+  process.exit(1)
+})
