@@ -9,6 +9,7 @@ import { checkOrigin } from './middleware/origin.ts'
 import { bodyLimit } from './middleware/body-limit.ts'
 import { parseRpc } from './middleware/rpc.ts'
 import { authenticate } from './middleware/authenticate.ts'
+import { authorize } from './middleware/authorize.ts'
 import { mcp } from './middleware/mcp.ts'
 
 const app = new Hono<AppEnv>()
@@ -25,6 +26,7 @@ app.post(
   bodyLimit(),
   authenticate(),
   parseRpc(),
+  authorize(),
   mcp(),
 )
 app.on(['GET', 'DELETE', 'PUT', 'PATCH'], '/mcp', () => {

@@ -23,6 +23,8 @@ export function buildServer(scope: RequestScope): McpServer {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
     jsonSchemaValidator: validator,
+    // The tool list depends on the caller's token: never share a cached copy.
+    cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 } },
   })
   for (const tool of TOOLS) {
     const settings = POLICY.tools.get(tool.name)
