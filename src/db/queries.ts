@@ -5,6 +5,7 @@
 // Writes are not executed here: they are returned as prepared statements and
 // committed through the `Commit` function the caller supplies, so the audit
 // layer can put a mutation and its audit row in one D1 batch (one transaction).
+import { executeReadOnly, type ExecuteResult } from '../sql/execute.ts'
 import type { OrderStatus } from './order-status.ts'
 
 export interface Customer {
@@ -90,8 +91,19 @@ export function ftsQuery(text: string): string | undefined {
   return words.map((w) => `"${w}"*`).join(' ')
 }
 
-export function createDataAccess(db: D1Database, commit: Commit) {
+export interface SqlLimits {
+  allowedTables: readonly string[]
+  maxRows: number
+  maxBytes: number
+}
+
+export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits) {
   return {
+    /** execute_query: parsed, allow-listed, row- and byte-capped (src/sql/). */
+    readOnlyQuery(query: string): Promise<ExecuteResult> {
+      return executeReadOnly(db, query, sql)
+    },
+
     async getCustomer(id: string): Promise<Customer | null> {
       return db
         .prepare('SELECT id, name, company, email, phone, address, tier, created_at FROM customers WHERE id = ?1')

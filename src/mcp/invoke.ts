@@ -7,7 +7,7 @@
 // It records the outcome on the request scope for the audit layer.
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess } from '../db/queries.ts'
-import type { ToolSettings } from '../policy/policy.ts'
+import { POLICY, type ToolSettings } from '../policy/policy.ts'
 import { ToolError, type ToolDefinition } from '../tools/define.ts'
 import type { RequestScope, ToolReport } from './scope.ts'
 
@@ -47,7 +47,7 @@ export async function invokeTool(
     principal: scope.principal,
     signal,
     requestId: scope.requestId,
-    data: createDataAccess(scope.db, scope.commit),
+    data: createDataAccess(scope.db, scope.commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes }),
     now: () => new Date(),
   }
   const record = (report: ToolReport) => {
@@ -61,7 +61,7 @@ export async function invokeTool(
     return { content: [{ type: 'text', text }], structuredContent: output as Record<string, unknown> }
   } catch (error) {
     if (error instanceof ToolError) {
-      return failed(record({ outcome: 'tool_error', errorCode: error.code, outputJson: undefined, truncated: false }), error.message)
+      return failed(record({ outcome: error.outcome, errorCode: error.code, outputJson: undefined, truncated: false }), error.message)
     }
     if (error instanceof TimeoutError) {
       const seconds = Math.round(settings.timeoutMs / 100) / 10

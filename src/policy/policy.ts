@@ -37,6 +37,8 @@ export interface PolicyInput {
   maxArgumentTokens: number
   /** Rows `execute_query` returns at most. */
   maxQueryRows: number
+  /** Bytes of JSON `execute_query` returns at most (before the token cap). */
+  maxQueryBytes: number
   /** Tables `execute_query` may read. */
   queryableTables: readonly string[]
 }
@@ -47,6 +49,7 @@ export interface Policy {
   tools: ReadonlyMap<string, ToolSettings>
   maxArgumentTokens: number
   maxQueryRows: number
+  maxQueryBytes: number
   queryableTables: readonly string[]
 }
 
@@ -86,6 +89,7 @@ export const POLICY_INPUT: PolicyInput = {
   },
   maxArgumentTokens: 10_000,
   maxQueryRows: 500,
+  maxQueryBytes: 256 * 1024,
   queryableTables: ['customers', 'orders', 'products', 'tickets'],
 }
 
@@ -129,6 +133,12 @@ export function validatePolicy(input: PolicyInput): Policy {
   }
   if (!(input.maxArgumentTokens > 0)) throw new PolicyError('policy: maxArgumentTokens must be positive')
   if (!(input.maxQueryRows > 0)) throw new PolicyError('policy: maxQueryRows must be positive')
+  if (!(input.maxQueryBytes > 0)) throw new PolicyError('policy: maxQueryBytes must be positive')
+  for (const table of input.queryableTables) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(table) || table.startsWith('sqlite_') || table.startsWith('audit_')) {
+      throw new PolicyError(`policy: table "${table}" cannot be queryable`)
+    }
+  }
 
   return {
     scopes,
@@ -136,6 +146,7 @@ export function validatePolicy(input: PolicyInput): Policy {
     tools,
     maxArgumentTokens: input.maxArgumentTokens,
     maxQueryRows: input.maxQueryRows,
+    maxQueryBytes: input.maxQueryBytes,
     queryableTables: input.queryableTables,
   }
 }

@@ -42,6 +42,8 @@ export class ToolError extends Error {
   constructor(
     message: string,
     readonly code: string = 'tool_error',
+    /** 'error' marks an incident (audited as a failure and alerted), not a plain refusal. */
+    readonly outcome: 'tool_error' | 'error' = 'tool_error',
   ) {
     super(message)
   }

@@ -1,6 +1,7 @@
 // The tool list, as a table of contents. The policy (policy/policy.ts) says
 // who may call each one; this list says what exists.
 import { createTicket } from './create-ticket.ts'
+import { executeQuery } from './execute-query.ts'
 import type { ToolDefinition } from './define.ts'
 import { getCustomer } from './get-customer.ts'
 import { listOrders } from './list-orders.ts'
@@ -15,4 +16,5 @@ export const TOOLS: readonly ToolDefinition[] = [
   updateOrder,
   createTicket,
   search,
+  executeQuery,
 ] as unknown as readonly ToolDefinition[]

@@ -5,7 +5,7 @@ describe('smoke', () => {
   it('lists tools for admin (modern)', async () => {
     const client = await connectClient({ role: 'admin' })
     const { tools } = await client.listTools()
-    expect(tools.map((t) => t.name)).toEqual(['get_customer', 'list_orders', 'search_products', 'update_order', 'create_ticket', 'search'])
+    expect(tools.map((t) => t.name)).toEqual(['get_customer', 'list_orders', 'search_products', 'update_order', 'create_ticket', 'search', 'execute_query'])
     const r = await client.callTool({ name: 'get_customer', arguments: { customerId: 'cus_001' } })
     expect(r.isError).toBeFalsy()
     await client.close()
@@ -13,7 +13,7 @@ describe('smoke', () => {
   it('lists tools for admin (legacy)', async () => {
     const client = await connectClient({ role: 'admin' }, 'legacy')
     const { tools } = await client.listTools()
-    expect(tools.length).toBe(6)
+    expect(tools.length).toBe(7)
     const r = await client.callTool({ name: 'get_customer', arguments: { customerId: 'cus_999' } })
     expect(r).toMatchObject({ isError: true })
     await client.close()

@@ -105,7 +105,7 @@ describe('authorization (403 step-up)', () => {
   it.each([
     ['read-only', ['get_customer', 'list_orders', 'search_products']],
     ['editor', ['get_customer', 'list_orders', 'update_order', 'create_ticket']],
-    ['admin', ['get_customer', 'list_orders', 'search_products', 'update_order', 'create_ticket', 'search']],
+    ['admin', ['get_customer', 'list_orders', 'search_products', 'update_order', 'create_ticket', 'search', 'execute_query']],
     ['nobody', []],
   ])('tools/list for %s lists exactly the tools the policy grants', async (role, expected) => {
     for (const era of ['modern', 'legacy'] as const) {
