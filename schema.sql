@@ -130,9 +130,11 @@ END;
 
 -- The audit log: one row per `tools/call` of an authenticated caller,
 -- whatever the outcome. Tamper-evident: rows form a SHA-256 hash chain
---   hash = SHA-256(prev_hash || canonical(row without hash))
--- where canonical() is the JSON of the row's columns in the order below
--- (src/audit/chain.ts). `npm run audit:verify` walks the chain.
+--   hash = hex SHA-256 of UTF-8( prev_hash || "\n" || canonical(row without hash) )
+-- where canonical() is a JSON object of every column but `hash`, keys in the
+-- order below, absent values as null (canonicalRow in src/audit/chain.ts).
+-- Writers race on the UNIQUE seq and retry, so the chain never forks; only a
+-- prefix is ever pruned (audit_checkpoint). `npm run audit:verify` walks it.
 -- What is never stored: the bearer token, the Authorization header, and the
 -- values of fields the policy marks sensitive (they appear as "[redacted]").
 CREATE TABLE IF NOT EXISTS audit_log (

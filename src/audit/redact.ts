@@ -1,0 +1,184 @@
+// Redaction and size capping for what the audit log and the logs store.
+// Pure: no I/O, no Worker APIs.
+//
+// What it guarantees:
+//   * `redact` returns a deep copy (the input is never mutated) in which
+//       - the value under any sensitive key is replaced by "[redacted]", at
+//         any depth, inside objects and arrays alike. Keys match
+//         case-insensitively and ignoring "_", "-" and spaces, so "apiKey",
+//         "API_KEY" and "api-key" are one key. Credential-like keys
+//         (`CREDENTIAL_KEYS`: authorization, password, token, secret, …) are
+//         always sensitive, whatever the caller passes;
+//       - every string (values and object keys) goes through `redactText`.
+//     Cycles become "[circular]", nesting deeper than 64 levels "[too deep]";
+//     functions and symbols are dropped, bigints become decimal strings.
+//   * `redactText` replaces, in free text, bearer/basic credentials, JWTs and
+//     well-known API-key formats by "[redacted-token]", e-mail addresses by
+//     "[redacted-email]" and phone-number-like sequences by "[redacted-phone]".
+//     It is pattern-based: it errs towards over-redaction (a long bare digit
+//     run is treated as a phone number) and cannot know every secret format,
+//     which is why sensitive fields are redacted by key first.
+//   * `capJson` returns JSON of at most `maxBytes` UTF-8 bytes; a longer text
+//     is cut on a character boundary and ends with "…[truncated N bytes]"
+//     (N = bytes dropped), so truncation is always visible. A truncated
+//     result is no longer valid JSON.
+
+export const REDACTED = '[redacted]'
+export const REDACTED_EMAIL = '[redacted-email]'
+export const REDACTED_PHONE = '[redacted-phone]'
+export const REDACTED_TOKEN = '[redacted-token]'
+
+/** Keys whose values are credentials: always redacted, in addition to the policy's keys. */
+export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set([
+  'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'password', 'passwd', 'secret',
+  'client_secret', 'token', 'access_token', 'refresh_token', 'id_token', 'api_key', 'apikey',
+  'private_key', 'x-api-key',
+])
+
+const MAX_DEPTH = 64
+
+function normalizeKey(key: string): string {
+  return key.toLowerCase().replace(/[\s_-]/g, '')
+}
+
+const CREDENTIAL_NORMALIZED = new Set([...CREDENTIAL_KEYS].map(normalizeKey))
+const normalizedCache = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>()
+
+function normalizedKeys(keys: ReadonlySet<string>): ReadonlySet<string> {
+  let set = normalizedCache.get(keys)
+  if (!set) {
+    set = new Set([...CREDENTIAL_NORMALIZED, ...[...keys].map(normalizeKey)])
+    normalizedCache.set(keys, set)
+  }
+  return set
+}
+
+/** Deep copy of `value` with sensitive keys and personal data redacted (see module header). */
+export function redact(value: unknown, sensitiveKeys: ReadonlySet<string>): unknown {
+  const keys = normalizedKeys(sensitiveKeys)
+  const seen = new WeakSet<object>()
+
+  function walk(node: unknown, depth: number): unknown {
+    if (typeof node === 'string') return redactText(node)
+    if (node === null || typeof node === 'number' || typeof node === 'boolean') return node
+    if (typeof node === 'bigint') return node.toString()
+    if (typeof node !== 'object') return undefined // undefined, function, symbol
+    if (seen.has(node)) return '[circular]'
+    if (depth >= MAX_DEPTH) return '[too deep]'
+    if (node instanceof Date) return Number.isNaN(node.getTime()) ? null : node.toISOString()
+    seen.add(node)
+    try {
+      if (Array.isArray(node)) return node.map((item) => walk(item, depth + 1) ?? null)
+      const out: Record<string, unknown> = {}
+      for (const [key, child] of Object.entries(node)) {
+        if (child === undefined || typeof child === 'function' || typeof child === 'symbol') continue
+        let outKey = redactText(key)
+        for (let n = 2; Object.hasOwn(out, outKey); n += 1) outKey = `${redactText(key)} #${n}`
+        out[outKey] = keys.has(normalizeKey(key)) ? REDACTED : walk(child, depth + 1)
+      }
+      return out
+    } finally {
+      seen.delete(node)
+    }
+  }
+
+  return walk(value, 0)
+}
+
+// Credentials. Order matters: whole credentials are replaced before the
+// e-mail and phone patterns could match inside them.
+//
+// Every pattern is written to run in linear time on hostile input (tool
+// arguments can be 256 KiB): a match can only start where a lookbehind says a
+// run of its characters begins, and repetitions are bounded or unambiguous.
+const BEARER = /\bBearer\s+[A-Za-z0-9\-._~+/]{8,}=*/gi
+const BASIC = /\bBasic\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{12,}={0,2}/g
+const JWT = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,3}/g
+const API_KEY = /(?<![A-Za-z0-9_-])(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}(?![A-Za-z0-9]))/g
+const CREDENTIAL_PARAM = /\b((?:access_token|refresh_token|id_token|client_secret|api_key|apikey|password|passwd|token)["']?\s{0,3}[=:]\s{0,3})(["']?)[^\s"'&,;]{4,}\2/gi
+// E-mail: local@domain.tld (letters of any script).
+const EMAIL = /(?<![\p{L}\p{N}._%+-])[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]{1,63}(?:\.[\p{L}\p{N}-]{1,63}){0,8}\.\p{L}{2,63}/gu
+// Phone-like: digit groups (optionally "+" and a parenthesised area code)
+// separated by single spaces, dots or dashes, not part of a longer word, id,
+// UUID, time or number. Which matches count as phones: phoneReplacement.
+const PHONE = new RegExp(
+  String.raw`(?:(?<![\p{L}\p{N}_+])\+\s?(?:\(\d{1,4}\)\s?)?\d{1,15}` + // "+…" (may follow "phone:")
+  String.raw`|(?<![\p{L}\p{N}_.+\-/@#]|(?<!tel):)(?:\(\d{1,4}\)\s?)?\d{1,15})` + // digits, not after "12:" or "v1."
+  String.raw`(?:[\s.-]\(?\d{1,15}\)?){0,7}(?![\p{L}\p{N}_@]|[.:-]\d)`,
+  'gu',
+)
+const NOT_A_PHONE = [
+  /^\d{4}[-.]\d{1,2}[-.]\d{1,2}$/, // 2026-01-15, 2026.01.15
+  /^\d{1,2}[-.]\d{1,2}[-.]\d{2,4}$/, // 15.01.2026, 15-01-26
+  /^\d{1,3}(?:\.\d{1,3}){3}$/, // IPv4 address
+  /^\d+\.\d+$/, // decimal number, e.g. a price
+]
+
+/**
+ * A PHONE match is redacted when it has a "+" and 7..15 digits, or digit
+ * groups with separators and at least 7 digits, or is a bare run of 10 or
+ * more digits, unless it reads as a date, an IPv4 address or a decimal.
+ * Longer runs are redacted too: over-redaction is the safe error.
+ */
+function phoneReplacement(match: string): string {
+  const trimmed = match.trim()
+  if (NOT_A_PHONE.some((re) => re.test(trimmed))) return match
+  const digits = trimmed.replace(/\D/g, '').length
+  const separated = /[\s().-]/.test(trimmed)
+  if (trimmed.startsWith('+') ? digits >= 7 : separated ? digits >= 7 : digits >= 10) return REDACTED_PHONE
+  return match
+}
+
+/** Redacts credentials, e-mail addresses and phone numbers in free text (see module header). */
+export function redactText(text: string): string {
+  return text
+    .replace(BEARER, REDACTED_TOKEN)
+    .replace(BASIC, REDACTED_TOKEN)
+    .replace(JWT, REDACTED_TOKEN)
+    .replace(API_KEY, REDACTED_TOKEN)
+    .replace(CREDENTIAL_PARAM, (_m, prefix: string, quote: string) => `${prefix}${quote}${REDACTED_TOKEN}${quote}`)
+    .replace(EMAIL, REDACTED_EMAIL)
+    .replace(PHONE, phoneReplacement)
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+function marker(droppedBytes: number): string {
+  return `…[truncated ${droppedBytes} bytes]`
+}
+
+/** Longest prefix of `bytes` of at most `limit` bytes that ends on a UTF-8 character boundary. */
+function utf8Prefix(bytes: Uint8Array, limit: number): Uint8Array {
+  if (bytes.length <= limit) return bytes
+  let cut = Math.max(0, limit)
+  while (cut > 0 && ((bytes[cut] ?? 0) & 0xc0) === 0x80) cut -= 1
+  return bytes.subarray(0, cut)
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    const json = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
+    return json === undefined ? 'null' : json
+  } catch {
+    return JSON.stringify('[unserializable]')
+  }
+}
+
+/**
+ * JSON of `value` in at most `maxBytes` UTF-8 bytes. Longer JSON is cut on a
+ * character boundary and ends with "…[truncated N bytes]". If even the
+ * marker does not fit, the result is the longest prefix of the marker that
+ * does. `undefined` serialises as "null"; values JSON cannot represent
+ * (cycles) as "\"[unserializable]\"". Does not redact: redact first.
+ */
+export function capJson(value: unknown, maxBytes: number): string {
+  const limit = Math.max(0, Math.floor(maxBytes))
+  const json = safeStringify(value)
+  const bytes = encoder.encode(json)
+  if (bytes.length <= limit) return json
+  const worst = encoder.encode(marker(bytes.length)).length
+  if (worst > limit) return decoder.decode(utf8Prefix(encoder.encode(marker(bytes.length)), limit))
+  const kept = utf8Prefix(bytes, limit - worst)
+  return decoder.decode(kept) + marker(bytes.length - kept.length)
+}

@@ -1,0 +1,334 @@
+// The audit log in D1: appending, committing a mutation together with its
+// audit row, retention pruning, and reading the chain back.
+//
+// What it guarantees:
+//   * The chain never forks. A writer reads the head, seals its row as
+//     head.seq + 1 and INSERTs it; `seq` is UNIQUE, so when two writers race
+//     exactly one wins and the others get a UNIQUE-constraint error on
+//     audit_log.seq, re-read the head and try again (jittered backoff). Any
+//     other error is thrown at once.
+//   * `commitWithAudit` runs the business statements and the audit INSERT in
+//     ONE `db.batch()`, which D1 runs as one transaction: either the change
+//     and its audit row are both stored, or neither is. A mutation whose
+//     audit row cannot be written is not applied.
+//   * `pruneAudit` deletes only a prefix of the chain (every row up to the
+//     newest seq S such that all rows <= S are older than the cutoff) and, in
+//     the same batch, records row S's seq and hash in `audit_checkpoint`, so
+//     the chain still verifies from the checkpoint. It verifies what it is
+//     about to delete first and refuses to destroy a broken chain's evidence.
+//   * `readChain` yields every row in ascending seq, whatever its content
+//     (malformed values are handed to the verifier, not skipped).
+//
+// Cost: an append is two D1 round trips (head read + insert) per attempt.
+// Reads go through a 'first-primary' session when the binding supports
+// sessions, so read replicas cannot serve a stale head.
+
+import {
+  AUDIT_COLUMNS, GENESIS, sealRow, toAuditRow, verifyChain,
+  type AuditRecord, type AuditRow, type ChainHead, type VerifyResult,
+} from './chain.ts'
+
+/** What these functions need of a D1 binding: a D1Database or a D1DatabaseSession. */
+export type AuditDb = Pick<D1Database, 'prepare' | 'batch'>
+
+/** appendAudit / commitWithAudit gave up after `maxAttempts` lost races on seq. */
+export class AuditContentionError extends Error {
+  readonly code = 'audit_contention'
+  constructor(readonly attempts: number) {
+    super(`audit log: gave up after ${attempts} attempts lost the race for the next seq`)
+    this.name = 'AuditContentionError'
+  }
+}
+
+/** pruneAudit found the rows it was about to delete do not verify. */
+export class AuditChainError extends Error {
+  readonly code = 'audit_chain_broken'
+  constructor(readonly result: Extract<VerifyResult, { ok: false }>) {
+    super(`audit chain broken at seq ${result.seq}: ${result.reason} (${result.detail})`)
+    this.name = 'AuditChainError'
+  }
+}
+
+function primary(db: AuditDb): AuditDb {
+  const maybe = db as AuditDb & { withSession?: (constraint: 'first-primary') => AuditDb }
+  return typeof maybe.withSession === 'function' ? maybe.withSession('first-primary') : db
+}
+
+const HEAD_SQL = `SELECT seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1)
+UNION ALL
+SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1
+ORDER BY 1 DESC LIMIT 1`
+
+/**
+ * The row a new audit row must follow: the newest row's seq/hash; when the
+ * table is empty after pruning, the checkpoint; otherwise the genesis
+ * {0, GENESIS_HASH}. One query.
+ */
+export async function chainHead(db: AuditDb): Promise<ChainHead> {
+  const head = await db.prepare(HEAD_SQL).first<{ seq: unknown; hash: unknown }>()
+  if (!head) return { ...GENESIS }
+  if (typeof head.seq !== 'number' || typeof head.hash !== 'string') {
+    throw new TypeError('audit log: the newest row (or checkpoint) has a malformed seq or hash; run audit:verify')
+  }
+  return { seq: head.seq, hash: head.hash }
+}
+
+/** The pruning checkpoint, or null when nothing was ever pruned. */
+export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
+  const row = await db.prepare('SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1')
+    .first<{ last_seq: unknown; last_hash: unknown }>()
+  if (!row) return null
+  return {
+    seq: typeof row.last_seq === 'number' ? row.last_seq : Number.NaN,
+    hash: typeof row.last_hash === 'string' ? row.last_hash : '',
+  }
+}
+
+const PLACEHOLDERS = AUDIT_COLUMNS.map((_, i) => `?${i + 1}`)
+const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${PLACEHOLDERS.join(', ')})`
+// Same row, but `ts` becomes NULL (violating NOT NULL, so the batch rolls
+// back) unless the statement just before it changed at least one row.
+const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) SELECT ${
+  PLACEHOLDERS.map((p, i) => (AUDIT_COLUMNS[i] === 'ts' ? `CASE WHEN changes() > 0 THEN ${p} END` : p)).join(', ')
+}`
+const NO_CHANGE_MESSAGE = 'NOT NULL constraint failed: audit_log.ts'
+
+function bindRow(statement: D1PreparedStatement, row: AuditRow): D1PreparedStatement {
+  return statement.bind(...AUDIT_COLUMNS.map((column) => row[column] ?? null))
+}
+
+/** The INSERT of one sealed row: every column bound as ?1..?19 in schema order. */
+export function insertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement {
+  return bindRow(db.prepare(INSERT_SQL), row)
+}
+
+function messages(error: unknown): string {
+  const parts: string[] = []
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth += 1) {
+    parts.push(e instanceof Error ? e.message : String(e))
+    e = e instanceof Error ? e.cause : undefined
+  }
+  return parts.join(' | ')
+}
+
+/** True when `error` is the UNIQUE violation of audit_log.seq: another writer took this seq. */
+export function isSeqConflict(error: unknown): boolean {
+  return messages(error).includes('UNIQUE constraint failed: audit_log.seq')
+}
+
+export interface RetryOptions {
+  /** Attempts before giving up with AuditContentionError. Default 20. */
+  maxAttempts?: number
+  /** Called before each retry; `attempt` is the attempt that just lost (1-based). */
+  onRetry?: (attempt: number) => void
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Full jitter scaled to what one attempt costs (the D1 round trips just
+ * measured): uniform in [0, min(1000, cost * 2^(attempt-1))] ms, the
+ * exponent capped at 5. Locally an attempt takes ~1 ms, against a remote
+ * primary tens of ms; the more often a writer loses, the wider the window
+ * the contenders spread over.
+ */
+function backoff(attempt: number, attemptMs: number): Promise<void> {
+  const cost = Math.max(1, attemptMs)
+  return sleep(Math.random() * Math.min(1000, cost * 2 ** Math.min(attempt - 1, 5)))
+}
+
+function attemptsOf(opts: RetryOptions | undefined): number {
+  const max = opts?.maxAttempts ?? 20
+  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('audit log: "maxAttempts" must be a positive integer')
+  return max
+}
+
+/**
+ * Appends one record: read head, seal, INSERT; on a lost race for the seq,
+ * retry from a fresh head. Returns the stored row. Throws
+ * AuditContentionError after `maxAttempts`, a TypeError for an invalid
+ * record (see normalizeRecord), and any other D1 error as is.
+ * In the Worker, hand it to ctx.waitUntil for reads and refusals (with a
+ * .catch that logs), await it where a failed write must fail the request.
+ */
+export async function appendAudit(db: AuditDb, record: AuditRecord, opts?: RetryOptions): Promise<AuditRow> {
+  const maxAttempts = attemptsOf(opts)
+  const conn = primary(db)
+  for (let attempt = 1; ; attempt += 1) {
+    const started = Date.now()
+    const row = await sealRow(record, await chainHead(conn))
+    try {
+      await insertStatement(conn, row).run()
+      return row
+    } catch (error) {
+      if (!isSeqConflict(error)) throw error
+      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
+      opts?.onRetry?.(attempt)
+      await backoff(attempt, Date.now() - started)
+    }
+  }
+}
+
+export interface CommitOptions extends RetryOptions {
+  /**
+   * Apply the batch only if the LAST business statement changed at least one
+   * row (meta.changes > 0), e.g. `UPDATE orders SET status = ?2 WHERE id = ?1
+   * AND status = ?3` that must not silently match nothing. When it changed
+   * nothing, the audit INSERT fails on purpose, the whole batch is rolled
+   * back, and the result is `{ applied: false, reason: 'no_change' }`; the
+   * caller then reports the failure and audits it (appendAudit). Default false.
+   */
+  requireChange?: boolean
+}
+
+/** `record` may be computed per attempt, e.g. to measure duration at commit time. */
+export type RecordSource = AuditRecord | ((info: { attempt: number; head: ChainHead }) => AuditRecord)
+
+export type CommitResult =
+  | {
+    applied: true
+    /** The audit row stored with the change. */
+    row: AuditRow
+    /** One D1Result per business statement, in order: inspect meta.changes. */
+    results: D1Result[]
+    attempts: number
+  }
+  | { applied: false; reason: 'no_change'; attempts: number }
+
+/**
+ * Runs `statements` and the audit INSERT of `record` as one D1 batch (one
+ * transaction): both are stored or neither is. On a lost race for the seq
+ * the whole batch (which was rolled back) is retried from a fresh head, so
+ * the statements must be safe to run again — they are, because nothing of
+ * the failed attempt was kept. Any other failure (a business statement's
+ * constraint, the audit INSERT failing, D1 unavailable) is thrown and
+ * nothing is applied.
+ *
+ * Without `requireChange`, a statement that matched no row does not stop
+ * the commit: check `results[i].meta.changes`, and remember that the audit
+ * row was written as given. Use `requireChange` (with the conditional
+ * statement last) when "matched nothing" must mean "not done".
+ */
+export async function commitWithAudit(
+  db: AuditDb,
+  statements: D1PreparedStatement[],
+  record: RecordSource,
+  opts?: CommitOptions,
+): Promise<CommitResult> {
+  const maxAttempts = attemptsOf(opts)
+  if (opts?.requireChange && statements.length === 0) {
+    throw new TypeError('commitWithAudit: "requireChange" needs at least one statement')
+  }
+  const conn = primary(db)
+  for (let attempt = 1; ; attempt += 1) {
+    const started = Date.now()
+    const head = await chainHead(conn)
+    const row = await sealRow(typeof record === 'function' ? record({ attempt, head }) : record, head)
+    const audit = opts?.requireChange ? bindRow(conn.prepare(INSERT_IF_CHANGED_SQL), row) : insertStatement(conn, row)
+    try {
+      const results = await conn.batch([...statements, audit])
+      return { applied: true, row, results: results.slice(0, statements.length), attempts: attempt }
+    } catch (error) {
+      if (opts?.requireChange && messages(error).includes(NO_CHANGE_MESSAGE)) {
+        return { applied: false, reason: 'no_change', attempts: attempt }
+      }
+      if (!isSeqConflict(error)) throw error
+      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
+      opts?.onRetry?.(attempt)
+      await backoff(attempt, Date.now() - started)
+    }
+  }
+}
+
+const SELECT_ROWS = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2`
+const SELECT_ROWS_UPTO = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2`
+
+/**
+ * Every row of audit_log in ascending seq, `pageSize` rows per query (keyset
+ * paging on seq, so rows appended meanwhile are picked up at the end).
+ */
+export async function* readChain(db: AuditDb, pageSize = 500, upToSeq?: number): AsyncIterable<AuditRow> {
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError('readChain: "pageSize" must be a positive integer')
+  // The raw seq of the last row read is the cursor, so even a row whose seq
+  // was tampered into text is read (SQLite orders text after every integer).
+  let cursor: unknown = Number.MIN_SAFE_INTEGER
+  for (;;) {
+    const statement = upToSeq === undefined
+      ? db.prepare(SELECT_ROWS).bind(cursor, pageSize)
+      : db.prepare(SELECT_ROWS_UPTO).bind(cursor, pageSize, upToSeq)
+    const { results } = await statement.all<Record<string, unknown>>()
+    for (const raw of results) yield toAuditRow(raw)
+    if (results.length < pageSize) return
+    cursor = results[results.length - 1]?.seq
+  }
+}
+
+/** Verifies the whole stored chain from the checkpoint (or the genesis). */
+export async function verifyStoredChain(db: AuditDb, pageSize = 500): Promise<VerifyResult> {
+  const start = (await readCheckpoint(db)) ?? { ...GENESIS }
+  return verifyChain(readChain(db, pageSize), start)
+}
+
+export interface PruneOptions {
+  /** Verify the rows about to be deleted first; refuse (AuditChainError) if they do not. Default true. */
+  verify?: boolean
+  /** Rows deleted per batch, to stay within D1's per-query limits. Default 5000. */
+  chunkSize?: number
+  /** Clock for `pruned_at`. Default () => new Date(). */
+  now?: () => Date
+}
+
+const PRUNE_RANGE_SQL = `SELECT
+  (SELECT seq FROM audit_log WHERE ts >= ?1 ORDER BY seq LIMIT 1) AS keep_from,
+  (SELECT max(seq) FROM audit_log) AS max_seq,
+  (SELECT min(seq) FROM audit_log) AS min_seq`
+const CHECKPOINT_SQL = `INSERT INTO audit_checkpoint (id, last_seq, last_hash, pruned_at)
+SELECT 1, seq, hash, ?2 FROM audit_log WHERE seq = ?1
+ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, pruned_at = excluded.pruned_at
+WHERE excluded.last_seq >= audit_checkpoint.last_seq`
+// Deletes only if the checkpoint now points at the last deleted row.
+const DELETE_SQL = `DELETE FROM audit_log WHERE seq <= ?1
+AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE id = 1 AND last_seq = ?1)`
+
+/**
+ * Deletes the audit rows older than `olderThan` (a prefix of the chain; a
+ * row older than the cutoff that follows a newer one is kept until the next
+ * run) and moves the checkpoint to the last deleted row, in the same batch.
+ * Run it from the scheduled handler (AUDIT_RETENTION_DAYS).
+ */
+export async function pruneAudit(
+  db: AuditDb,
+  olderThan: Date,
+  opts: PruneOptions = {},
+): Promise<{ deleted: number; checkpoint?: ChainHead }> {
+  const { verify = true, chunkSize = 5000, now = () => new Date() } = opts
+  if (Number.isNaN(olderThan.getTime())) throw new RangeError('pruneAudit: invalid cutoff date')
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new RangeError('pruneAudit: "chunkSize" must be a positive integer')
+  const conn = primary(db)
+  const range = await conn.prepare(PRUNE_RANGE_SQL).bind(olderThan.toISOString())
+    .first<{ keep_from: number | null; max_seq: number | null; min_seq: number | null }>()
+  if (!range || range.min_seq === null || range.max_seq === null) return { deleted: 0 }
+  const last = range.keep_from === null ? range.max_seq : range.keep_from - 1
+  if (last < range.min_seq) return { deleted: 0 }
+
+  const start = (await readCheckpoint(conn)) ?? { ...GENESIS }
+  if (verify) {
+    const result = await verifyChain(readChain(conn, 500, last), start)
+    if (!result.ok) throw new AuditChainError(result)
+  }
+
+  let deleted = 0
+  for (let from = range.min_seq - 1; from < last;) {
+    const upTo = Math.min(last, from + chunkSize)
+    const [, deletion] = await conn.batch([
+      conn.prepare(CHECKPOINT_SQL).bind(upTo, now().toISOString()),
+      conn.prepare(DELETE_SQL).bind(upTo),
+    ])
+    const changes = deletion?.meta.changes ?? 0
+    if (changes === 0) break // row upTo missing: the checkpoint did not move, nothing deleted
+    deleted += changes
+    from = upTo
+  }
+  const checkpoint = deleted > 0 ? await readCheckpoint(conn) : null
+  return checkpoint ? { deleted, checkpoint } : { deleted }
+}

@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest'
+import { capJson, redact, redactText } from '../../src/audit/redact.ts'
+
+const POLICY_KEYS: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
+const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMH0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU'
+const bytes = (s: string) => new TextEncoder().encode(s).length
+
+describe('redact: sensitive keys', () => {
+  it('values under sensitive keys are redacted at any depth, in objects and arrays', () => {
+    const input = {
+      customerId: 'cus_001',
+      contact: { email: 'ada@acme.example', phone: '+14155550123', nested: [{ address: '1 Main St' }, { name: 'Ada' }] },
+    }
+    expect(redact(input, POLICY_KEYS)).toEqual({
+      customerId: 'cus_001',
+      contact: { email: '[redacted]', phone: '[redacted]', nested: [{ address: '[redacted]' }, { name: 'Ada' }] },
+    })
+  })
+
+  it('key matching ignores case, underscores and dashes', () => {
+    const out = redact({ EMAIL: 'x', Phone_Number: 1, 'e-mail': 'y', apiKey: 'k', API_KEY: 'k2' }, new Set(['email', 'phone_number']))
+    expect(out).toEqual({ EMAIL: '[redacted]', Phone_Number: '[redacted]', 'e-mail': '[redacted]', apiKey: '[redacted]', API_KEY: '[redacted]' })
+  })
+
+  it('a whole object or array under a sensitive key is redacted, not walked', () => {
+    expect(redact({ address: { street: '1 Main St', city: 'Gotham' }, phone: ['1', '2'] }, POLICY_KEYS))
+      .toEqual({ address: '[redacted]', phone: '[redacted]' })
+  })
+
+  it('credentials are redacted by key even when the policy does not list them', () => {
+    const out = redact({ headers: { Authorization: 'Bearer abc', Cookie: 's=1' }, password: 'hunter2', access_token: 't' }, new Set())
+    expect(out).toEqual({ headers: { Authorization: '[redacted]', Cookie: '[redacted]' }, password: '[redacted]', access_token: '[redacted]' })
+  })
+
+  it('the input is not mutated', () => {
+    const input = { email: 'ada@acme.example', list: [{ phone: '+14155550123' }] }
+    const copy = structuredClone(input)
+    redact(input, POLICY_KEYS)
+    expect(input).toEqual(copy)
+  })
+
+  it('non-JSON values are made safe: cycles, depth, bigint, dates, functions, undefined', () => {
+    const cyclic: Record<string, unknown> = { a: 1 }
+    cyclic.self = cyclic
+    expect(redact(cyclic, POLICY_KEYS)).toEqual({ a: 1, self: '[circular]' })
+    let deep: unknown = 'bottom'
+    for (let i = 0; i < 100; i += 1) deep = { d: deep }
+    expect(JSON.stringify(redact(deep, POLICY_KEYS))).toContain('[too deep]')
+    expect(redact({ n: 10n, d: new Date(0), f: () => 1, u: undefined, arr: [undefined] }, POLICY_KEYS))
+      .toEqual({ n: '10', d: '1970-01-01T00:00:00.000Z', arr: [null] })
+    const shared = { x: 1 }
+    expect(redact({ a: shared, b: shared }, POLICY_KEYS)).toEqual({ a: { x: 1 }, b: { x: 1 } })
+  })
+})
+
+describe('redact: personal data and tokens in free text', () => {
+  it('emails, phones and JWTs in free text never reach the log, at any depth', () => {
+    const ticket = {
+      customerId: 'cus_001',
+      subject: 'Call back',
+      body: `Please reach Ada at ada.lovelace@acme.example or +1 (415) 555-0123; she pasted ${JWT} by mistake.`,
+      tags: ['urgent', 'ops@acme.example'],
+    }
+    const out = redact(ticket, POLICY_KEYS)
+    const text = JSON.stringify(out)
+    expect(text).not.toContain('ada.lovelace@acme.example')
+    expect(text).not.toContain('555-0123')
+    expect(text).not.toContain('eyJ')
+    expect(text).not.toContain('ops@acme.example')
+    expect(out).toMatchObject({
+      customerId: 'cus_001',
+      body: 'Please reach Ada at [redacted-email] or [redacted-phone]; she pasted [redacted-token] by mistake.',
+      tags: ['urgent', '[redacted-email]'],
+    })
+  })
+
+  it('object keys are redacted too (maps keyed by email)', () => {
+    expect(redact({ 'ada@acme.example': 1, 'bob@acme.example': 2 }, POLICY_KEYS))
+      .toEqual({ '[redacted-email]': 1, '[redacted-email] #2': 2 })
+  })
+
+  it.each([
+    ['E.164', 'call +14155550123 now', 'call [redacted-phone] now'],
+    ['international groups', 'tel +44 20 7946 0958.', 'tel [redacted-phone].'],
+    ['US with area code', '(415) 555-0123', '[redacted-phone]'],
+    ['dashes', 'at 415-555-0123, thanks', 'at [redacted-phone], thanks'],
+    ['dots', '415.555.0123', '[redacted-phone]'],
+    ['local', 'ext 555-0123', 'ext [redacted-phone]'],
+    ['after a colon', 'phone:+14155550123', 'phone:[redacted-phone]'],
+    ['tel: URI', 'tel:555-0123', 'tel:[redacted-phone]'],
+    ['bare long run', 'number 4155550123', 'number [redacted-phone]'],
+  ])('phone numbers are redacted: %s', (_name, input, expected) => {
+    expect(redactText(input)).toBe(expected)
+  })
+
+  it.each([
+    ['ids', 'order ord_0001 for cus_042, sku HW-0001, ticket tkt_9f3a21'],
+    ['dates and times', 'created 2026-01-15T10:30:00.000Z, due 2026-02-01 09:00, on 15.01.2026'],
+    ['money and counts', 'total 129900 cents, qty 3, price 1299.00, 129999.00'],
+    ['JSON numbers', '{"total_cents":1299000000,"quantity":3}'],
+    ['UUID', 'request 550e8400-e29b-41d4-a716-446655440000'],
+    ['IPv4 and versions', 'from 192.168.100.200 running v1.22.333'],
+    ['times', 'at 12:30:45'],
+    ['prose', 'Basic questions about the Bearer of this note'],
+  ])('ordinary data is left alone: %s', (_name, input) => {
+    expect(redactText(input)).toBe(input)
+  })
+
+  it.each([
+    ['email', 'from ada.lovelace+billing@acme-corp.example.co.uk.', 'from [redacted-email].'],
+    ['unicode email', 'Müller@exämple.de', '[redacted-email]'],
+    ['JWT', `token ${JWT} end`, 'token [redacted-token] end'],
+    ['unsigned JWT', 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.', '[redacted-token]'],
+    ['Bearer header', 'Authorization: Bearer abc123def456ghi', 'Authorization: [redacted-token]'],
+    ['Bearer JWT', `authorization: bearer ${JWT}`, 'authorization: [redacted-token]'],
+    ['Basic header', 'Authorization: Basic dXNlcjpwYXNzd29yZA==', 'Authorization: [redacted-token]'],
+    ['query parameter', 'GET /cb?access_token=abcdef123&state=1', 'GET /cb?access_token=[redacted-token]&state=1'],
+    ['JSON password', '{"password": "hunter22"}', '{"password": "[redacted-token]"}'],
+    ['API key', 'key sk_live_abcdefgh12345678', 'key [redacted-token]'],
+    ['GitHub token', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789', '[redacted-token]'],
+  ])('secrets and addresses are redacted: %s', (_name, input, expected) => {
+    expect(redactText(input)).toBe(expected)
+  })
+
+  it('redaction stays fast on hostile input (no catastrophic backtracking)', () => {
+    const hostile = ['eyJa-', '1 ', '(1) ', 'a', 'a.', 'x@a.', '+1', 'Bearer ', 'token=']
+    for (const unit of hostile) {
+      const text = unit.repeat(Math.floor(256 * 1024 / unit.length))
+      const started = performance.now()
+      redactText(text)
+      expect(performance.now() - started, unit).toBeLessThan(500)
+    }
+  })
+})
+
+describe('capJson', () => {
+  it('JSON within the cap is returned unchanged', () => {
+    expect(capJson({ a: 1 }, 100)).toBe('{"a":1}')
+    expect(capJson(undefined, 100)).toBe('null')
+    expect(capJson({ n: 1n }, 100)).toBe('{"n":"1"}')
+  })
+
+  it('longer JSON is cut to the byte cap with a visible marker counting the dropped bytes', () => {
+    const value = { body: 'x'.repeat(10_000) }
+    const json = JSON.stringify(value)
+    const out = capJson(value, 1024)
+    expect(bytes(out)).toBeLessThanOrEqual(1024)
+    const match = /…\[truncated (\d+) bytes\]$/.exec(out)
+    expect(match).not.toBeNull()
+    const kept = out.slice(0, match?.index)
+    expect(json.startsWith(kept)).toBe(true)
+    expect(bytes(kept) + Number(match?.[1])).toBe(bytes(json))
+  })
+
+  it('never splits a multi-byte character, whatever the cap', () => {
+    const value = { text: 'é€😀'.repeat(200) }
+    const json = JSON.stringify(value)
+    for (let cap = 40; cap <= 200; cap += 1) {
+      const out = capJson(value, cap)
+      expect(bytes(out), `cap ${cap}`).toBeLessThanOrEqual(cap)
+      expect(out, `cap ${cap}`).not.toContain('\uFFFD')
+      const kept = out.slice(0, out.indexOf('…[truncated'))
+      expect(json.startsWith(kept), `cap ${cap}`).toBe(true)
+    }
+  })
+
+  it('a cap smaller than the marker still respects the cap', () => {
+    const out = capJson({ body: 'x'.repeat(1000) }, 10)
+    expect(bytes(out)).toBeLessThanOrEqual(10)
+    expect(capJson({ body: 'x' }, 0)).toBe('')
+  })
+
+  it('unserializable values do not throw', () => {
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    expect(capJson(cyclic, 100)).toBe('"[unserializable]"')
+  })
+})
