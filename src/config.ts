@@ -18,8 +18,9 @@ const httpsUrl = (name: string) =>
     .string()
     .trim()
     .min(1, `${name} is required`)
-    .refine((v) => URL.canParse(v), `${name} must be an absolute URL`)
+    .refine((v) => URL.canParse(v), { message: `${name} must be an absolute URL`, abort: true })
     .refine((v) => {
+      if (!URL.canParse(v)) return false
       const u = new URL(v)
       return u.protocol === 'https:' || u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]'
     }, `${name} must use https (http only for loopback)`)

@@ -67,8 +67,12 @@ function failure(code: TokenFailureCode, detail: string): VerifyResult {
   return { ok: false, code, detail }
 }
 
-/** Maps jose's errors to our codes; anything unexpected is rethrown. */
-function classify(error: unknown): VerifyResult {
+/**
+ * Maps jose's errors to our codes. With a remote key set, errors that are not
+ * about the token (the JWKS endpoint failing or unreachable) are
+ * `keys_unavailable`, logged as an outage rather than a bad token.
+ */
+function classify(error: unknown, remoteKeys = false): VerifyResult {
   if (error instanceof errors.JWTExpired) return failure('expired', error.message)
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.reason === 'missing') return failure('missing_claim', `missing claim ${error.claim}`)
@@ -81,7 +85,12 @@ function classify(error: unknown): VerifyResult {
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return failure('unknown_key', error.message)
   if (error instanceof errors.JWSSignatureVerificationFailed) return failure('bad_signature', error.message)
   if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) return failure('keys_unavailable', error.message)
+  if (remoteKeys && !(error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid || error instanceof errors.JOSENotSupported)) {
+    // e.g. the JWKS endpoint answered 503 (a generic JOSEError) or fetch failed (TypeError)
+    return failure('keys_unavailable', error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+  }
   if (error instanceof errors.JOSEError) return failure('malformed', `${error.code}: ${error.message}`)
+  if (error instanceof TypeError || error instanceof SyntaxError) return failure('malformed', error.message)
   throw error
 }
 
@@ -102,7 +111,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     try {
       header = decodeProtectedHeader(token)
     } catch (error) {
-      return classify(error)
+      return failure('malformed', `unreadable protected header: ${error instanceof Error ? error.message : String(error)}`)
     }
     // Checked before any key lookup, so `none`/HS* never reach a verifier.
     if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
@@ -124,7 +133,13 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         ...(now ? { currentDate: now } : {}),
       }))
     } catch (error) {
-      return classify(error)
+      return classify(error, opts.jwks.kind === 'remote')
+    }
+
+    // jose checks iat only with maxTokenAge; a token "issued" in the future is not valid yet.
+    const nowSeconds = Math.floor((opts.currentDate?.() ?? new Date()).getTime() / 1000)
+    if (typeof payload.iat === 'number' && payload.iat > nowSeconds + clockTolerance) {
+      return failure('not_yet_valid', `iat ${payload.iat} is in the future`)
     }
 
     if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 256) {

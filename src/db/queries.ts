@@ -176,12 +176,13 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits)
       const [result] = await commit(
         [
           db
-            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5')
+            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5 RETURNING id')
             .bind(update.to, update.note, update.at, update.id, update.from),
         ],
         output,
       )
-      return (result?.meta.changes ?? 0) === 1
+      // RETURNING, not meta.changes: D1 counts the search-index trigger's writes too.
+      return (result?.results.length ?? 0) === 1
     },
 
     async createTicket(ticket: Ticket): Promise<void> {

@@ -403,7 +403,7 @@ describe('search_products', () => {
 
 // ---------------------------------------------------------------------------
 
-// BUG (reported): the tests below that make a legal move (two here, and
+// Regression test (fixed): the tests below that make a legal move (two here, and
 // "accepts a note of exactly 500 characters") fail today on the answer, not
 // on the stored row.
 // D1's `meta.changes` for the UPDATE counts the rows the orders_au trigger

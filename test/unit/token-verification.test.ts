@@ -215,7 +215,7 @@ const forged: ForgedCase[] = [
   { name: 'refuses a garbage string', code: 'malformed', token: async () => 'not a token at all' },
   { name: 'refuses a token with a non-base64url character', code: 'malformed', token: async () => (await sign()).replace('.', '.+') },
   { name: 'refuses a JWE-shaped (five part) token', code: 'malformed', token: async () => 'a.b.c.d.e' },
-  // BUG (reported): jose's decodeProtectedHeader throws a plain TypeError for a
+  // Regression test (fixed): jose's decodeProtectedHeader throws a plain TypeError for a
   // header segment that is not base64url JSON; verify.ts's classify() rethrows
   // it, so verifyToken rejects and the Worker answers 500 instead of 401.
   // Same for the next two rows.
@@ -244,7 +244,7 @@ const forged: ForgedCase[] = [
   { name: 'refuses a token expired beyond the 30 s clock tolerance', code: 'expired', token: () => sign({ payload: claims({ exp: now() - 60 }) }) },
   { name: 'refuses a token whose nbf is in the future', code: 'not_yet_valid', token: () => sign({ payload: claims({ nbf: now() + 3600 }) }) },
   {
-    // BUG (reported): INTERFACE.md says "nbf/iat honoured", and classify() maps
+    // Regression test (fixed): INTERFACE.md says "nbf/iat honoured", and classify() maps
     // an iat failure to not_yet_valid, but jose checks iat only when
     // maxTokenAge is passed, which src/auth/verify.ts does not: a token issued
     // a day in the future is accepted today.
@@ -450,7 +450,7 @@ describe('createTokenVerifier with a remote JWKS', () => {
     expect(String((fetchSpy.mock.calls[0] as unknown[] | undefined)?.[0])).toBe(jwksUrl.href)
   })
 
-  // BUG (reported): jose throws a generic JOSEError for a non-200 JWKS
+  // Regression test (fixed): jose throws a generic JOSEError for a non-200 JWKS
   // response; classify() files it under "malformed" (logged at info, as if the
   // caller sent a bad token) instead of keys_unavailable (logged at error).
   it('refuses, as keys_unavailable, when the JWKS endpoint answers 503', async () => {
@@ -459,7 +459,7 @@ describe('createTokenVerifier with a remote JWKS', () => {
     expect(result).toMatchObject({ ok: false, code: 'keys_unavailable' })
   })
 
-  // BUG (reported): a network failure reaches classify() as a TypeError and is
+  // Regression test (fixed): a network failure reaches classify() as a TypeError and is
   // rethrown, so verifyToken rejects instead of returning keys_unavailable.
   it('refuses, as keys_unavailable, when the JWKS endpoint is unreachable', async () => {
     vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('fetch failed'))))
@@ -495,7 +495,7 @@ describe('parseConfig refuses a missing or unsafe setting, naming it', () => {
     ['refuses a configuration without AUTH_ISSUER', () => good({ AUTH_ISSUER: undefined }), 'AUTH_ISSUER'],
     ['refuses a blank AUTH_ISSUER', () => good({ AUTH_ISSUER: '   ' }), 'AUTH_ISSUER'],
     ['refuses a configuration without AUTH_AUDIENCE', () => good({ AUTH_AUDIENCE: undefined }), 'AUTH_AUDIENCE'],
-    // BUG (reported): zod runs the second refine even after URL.canParse failed,
+    // Regression test (fixed): zod runs the second refine even after URL.canParse failed,
     // so `new URL(v)` throws and parseConfig throws TypeError instead of
     // returning a failure naming the setting. Same for the two rows below.
     ['refuses an AUTH_AUDIENCE that is not an absolute URL', () => good({ AUTH_AUDIENCE: '/mcp' }), 'AUTH_AUDIENCE'],
