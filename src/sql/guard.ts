@@ -1,0 +1,636 @@
+/**
+ * The read-only SQL guard behind `execute_query`.
+ *
+ * A pure module: SQL text and options in, a tagged result out. It knows
+ * nothing of Hono, D1 or the Worker. `src/sql/execute.ts` runs what it lets
+ * through.
+ *
+ * The query is PARSED (sql-parser-cst, SQLite dialect), never
+ * pattern-matched, and the whole tree is walked: every subquery, CTE body,
+ * scalar subquery, IN (SELECT ...), EXISTS, compound member, join and
+ * window. Words such as "drop" or "delete" inside string literals or
+ * identifiers are therefore harmless; what matters is the structure.
+ *
+ * ALLOWED
+ *   - exactly one statement (empty statements from stray `;` are ignored)
+ *     that is a SELECT: plain, `WITH ... SELECT`, compound
+ *     (UNION [ALL] / INTERSECT / EXCEPT) or VALUES;
+ *   - tables: the caller's `allowedTables` (ASCII case-insensitive, exactly
+ *     as SQLite folds names), optionally qualified as `main.<table>`, and
+ *     CTE names in scope. Table references are found wherever SQLite's
+ *     grammar puts them: FROM and JOIN (also parenthesised), and after IN
+ *     (`x IN t`, `x IN main.t`, and `x IN 't'`: SQLite reads a string there
+ *     as a table name). A CTE name is visible in its own body (recursion), in
+ *     the CTEs after it and in the query of its WITH. SQLite also resolves
+ *     names forward to later CTEs of the same WITH; the guard treats such a
+ *     name as a real table, which can only refuse more, never less;
+ *   - functions on an allow-list (FUNCTIONS below): aggregates, window
+ *     functions, string, date/time, math and JSON scalar functions;
+ *   - recursive CTEs whose compound SELECT ends with `LIMIT n` (n a literal,
+ *     n + OFFSET <= MAX_RECURSIVE_ROWS); SQLite stops the recursion there.
+ *     A CTE is recursive when its body refers to its own name: SQLite does
+ *     not need the RECURSIVE keyword, so neither does this check.
+ *
+ * REFUSED (stable codes, see GuardCode)
+ *   - too_long           more than MAX_QUERY_LENGTH characters (the tool's own
+ *                        input limit, repeated here so the guard stands alone);
+ *   - invalid_character  NUL and other control characters (SQLite stops
+ *                        reading at NUL, the parser does not: a differential);
+ *   - empty              nothing but whitespace, comments and `;`;
+ *   - parse_error        anything that is not valid SQLite as the parser sees
+ *                        it, with a line/column message (this is also where
+ *                        look-alike letters, `DEL/**\/ETE`, DML inside a CTE
+ *                        and unterminated comments end up);
+ *   - too_complex        the parser exceeded its work budget (sql-parser-cst
+ *                        backtracks exponentially on some nestings such as
+ *                        `WITH a AS (WITH a AS (...`; the budget caps the
+ *                        guard's own CPU time) or its stack;
+ *   - multiple_statements more than one statement (stacked queries, the
+ *                        `SELECT 1; COMMIT; DELETE ...` escape);
+ *   - not_select         any other statement kind, at the top or nested:
+ *                        INSERT / REPLACE / UPSERT, UPDATE, DELETE, CREATE,
+ *                        DROP, ALTER, PRAGMA, ATTACH, DETACH, VACUUM, REINDEX,
+ *                        ANALYZE, EXPLAIN, BEGIN, COMMIT, ROLLBACK, SAVEPOINT,
+ *                        RELEASE;
+ *   - unsupported_syntax parsed, but outside the SELECT subset above: RAISE(),
+ *                        typed literals, INTO, WITH inside a compound member,
+ *                        CTE SEARCH/CYCLE, and other dialects' constructs;
+ *   - parameter_not_allowed  `?`, `?1`, `:x`, `$x`, `@x` (nothing can bind them);
+ *   - table_not_allowed  a table outside `allowedTables`, and always (even if
+ *                        listed) the audit tables, `sqlite_*`, FTS/R*Tree
+ *                        shadow tables (`*_data`, `*_idx`, `*_content`, ...),
+ *                        `search_index*`, `d1_*` and `_cf_*`; also CTEs named
+ *                        like one of these;
+ *   - schema_not_allowed any schema other than `main.` (`temp.x`, attached
+ *                        databases);
+ *   - table_function_not_allowed  table-valued functions in FROM or after IN
+ *                        (`pragma_table_info(...)`, `json_each`, `json_tree`,
+ *                        `generate_series`, ...). json_each/json_tree are
+ *                        refused deliberately: no business column holds JSON,
+ *                        and they are the usual way to reach pragma-like data;
+ *   - function_not_allowed  any function not on the allow-list, notably
+ *                        load_extension, randomblob, zeroblob, printf/format
+ *                        (`%.*c` width bombs), char (obfuscation floods),
+ *                        sqlite_* (version/compile-option probes), readfile,
+ *                        writefile, fts3_tokenizer, changes/last_insert_rowid;
+ *                        and replace() nested inside replace() (each level
+ *                        multiplies the length: an exponential bomb);
+ *   - unbounded_recursion a CTE that refers to itself without a literal
+ *                        LIMIT <= MAX_RECURSIVE_ROWS on its compound SELECT.
+ *
+ * WHAT BOUNDS THE REST
+ *   Values cannot grow without limit: one replace() multiplies a length at
+ *   most by the replacement's length, substr() never grows, group_concat()
+ *   and json_group_array() output is bounded by SQLite's SQLITE_MAX_LENGTH
+ *   (D1: ~2 MB per value) and by the byte cap in execute.ts. Growth chained
+ *   through CTEs (`x || x` per level) hits the same SQLite limit. Time is
+ *   bounded by the tool's timeout; rows by the LIMIT this guard adds.
+ *
+ * PARSER VS SQLITE
+ *   The guard is only as good as the agreement between the parser and
+ *   SQLite on where strings, comments and statements end. Checked (see the
+ *   attack table): a backslash is not an escape, `--` and `/* *\/` end as in
+ *   SQLite and do not nest, `""`/`[]`/backticks quote identifiers, NUL is
+ *   refused here, a lone CR is refused by the parser. Where they could
+ *   disagree the guard refuses.
+ *
+ * ON SUCCESS the returned `sql` is the statement's own text (from the parse
+ * tree's range, so comments and `;` around it are gone) wrapped as
+ *   SELECT * FROM (\n<statement>\n) LIMIT <maxRows + 1>
+ * so the caller sees at most maxRows + 1 rows and can tell truncation.
+ * SQLite accepts WITH, compound selects, VALUES and ORDER BY inside a
+ * subquery in FROM, and keeps the inner ORDER BY for the outer scan.
+ */
+import { FormattedSyntaxError, parse } from 'sql-parser-cst'
+import type { Node, Program } from 'sql-parser-cst'
+
+export interface GuardOptions {
+  allowedTables: readonly string[]
+  maxRows: number
+}
+
+/** Stable refusal codes; callers match on these, never on message text. */
+export type GuardCode =
+  | 'too_long'
+  | 'invalid_character'
+  | 'empty'
+  | 'parse_error'
+  | 'too_complex'
+  | 'multiple_statements'
+  | 'not_select'
+  | 'unsupported_syntax'
+  | 'parameter_not_allowed'
+  | 'table_not_allowed'
+  | 'schema_not_allowed'
+  | 'table_function_not_allowed'
+  | 'function_not_allowed'
+  | 'unbounded_recursion'
+
+export type GuardRefusal = { ok: false; code: GuardCode; message: string }
+export type GuardResult = { ok: true; sql: string; tables: string[] } | GuardRefusal
+
+/** The tool's input limit, in UTF-16 code units (JavaScript string length). */
+export const MAX_QUERY_LENGTH = 1000
+/** Most rows a recursive CTE may produce (its LIMIT plus OFFSET). */
+export const MAX_RECURSIVE_ROWS = 10_000
+/** Largest accepted maxRows; the wrapper asks for maxRows + 1. */
+const MAX_ROWS_CEILING = 1_000_000
+
+/**
+ * Parser work budget. sql-parser-cst consults `options.dialect` on every
+ * dialect-dependent grammar choice, so the number of reads tracks the work
+ * done (legit queries: 20-150 reads per character; the worst nestings
+ * measured: ~3 reads per microsecond). The budget scales with the length so
+ * that long, flat, legitimate queries pass and short exponential ones stop
+ * within a few milliseconds; at 1000 characters it caps at ~100 ms.
+ */
+const PARSE_BUDGET_BASE = 20_000
+const PARSE_BUDGET_PER_CHAR = 250
+
+/**
+ * Functions a query may call. Everything else is refused: the list is what
+ * an analyst needs for reports over the business tables, and nothing that
+ * allocates on demand, reads files, loads code or probes the engine.
+ */
+const FUNCTIONS: ReadonlySet<string> = new Set([
+  // aggregates
+  'count', 'sum', 'total', 'avg', 'min', 'max', 'group_concat', 'string_agg',
+  // window functions
+  'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist', 'ntile',
+  'lag', 'lead', 'first_value', 'last_value', 'nth_value',
+  // core scalars
+  'abs', 'coalesce', 'ifnull', 'nullif', 'iif', 'if', 'typeof', 'round', 'sign',
+  'lower', 'upper', 'length', 'octet_length', 'substr', 'substring', 'trim', 'ltrim',
+  'rtrim', 'instr', 'replace', 'like', 'glob', 'hex', 'unhex', 'quote', 'unicode',
+  'concat', 'concat_ws', 'likely', 'unlikely', 'likelihood', 'random',
+  // date and time
+  'date', 'time', 'datetime', 'julianday', 'strftime', 'unixepoch', 'timediff',
+  'current_date', 'current_time', 'current_timestamp',
+  // math
+  'acos', 'acosh', 'asin', 'asinh', 'atan', 'atan2', 'atanh', 'ceil', 'ceiling', 'cos',
+  'cosh', 'degrees', 'exp', 'floor', 'ln', 'log', 'log10', 'log2', 'mod', 'pi', 'pow',
+  'power', 'radians', 'sin', 'sinh', 'sqrt', 'tan', 'tanh', 'trunc',
+  // JSON (scalar and aggregate; json_each/json_tree are table-valued: refused)
+  'json', 'json_array', 'json_array_length', 'json_extract', 'json_object', 'json_quote',
+  'json_type', 'json_valid', 'json_group_array', 'json_group_object',
+])
+
+/** Why some notorious functions are refused, for a more useful message. */
+const FUNCTION_REASONS: Readonly<Record<string, string>> = {
+  load_extension: 'it loads native code',
+  randomblob: 'it allocates a blob of any requested size',
+  zeroblob: 'it allocates a blob of any requested size',
+  printf: 'format widths can allocate huge strings',
+  format: 'format widths can allocate huge strings',
+  char: 'it is used to smuggle text past filters',
+}
+
+/** Tables never reachable, whatever `allowedTables` says. */
+const PROTECTED_TABLE =
+  /^(?:audit_|sqlite_|search_index|d1_|_cf_)|_(?:data|idx|content|docsize|config|segments|segdir|stat|node|rowid|parent)$/
+
+/** Node types walked generically: expressions and clause parts with no table reference of their own. */
+const GENERIC: ReadonlySet<string> = new Set([
+  'select_clause', 'select_all', 'select_distinct', 'where_clause', 'group_by_clause',
+  'having_clause', 'window_clause', 'named_window', 'window_definition', 'partition_by_clause',
+  'order_by_clause', 'sort_specification', 'sort_direction_asc', 'sort_direction_desc',
+  'limit_clause', 'values_clause', 'frame_clause', 'frame_between', 'frame_bound_current_row',
+  'frame_bound_preceding', 'frame_bound_following', 'frame_unbounded', 'frame_exclusion',
+  'join_on_specification', 'join_using_specification', 'list_expr', 'paren_expr', 'binary_expr',
+  'prefix_op_expr', 'postfix_op_expr', 'between_expr', 'case_expr', 'case_when', 'case_else',
+  'cast_expr', 'cast_arg', 'data_type_name', 'modified_data_type', 'func_args', 'filter_arg',
+  'over_arg', 'alias', 'identifier', 'member_expr', 'all_columns', 'keyword', 'string_literal',
+  'number_literal', 'blob_literal', 'boolean_literal', 'null_literal',
+])
+
+/** Clauses a SELECT may carry (WITH and FROM have their own handling). */
+const SELECT_CLAUSES: ReadonlySet<string> = new Set([
+  'select_clause', 'where_clause', 'group_by_clause', 'having_clause', 'window_clause',
+  'order_by_clause', 'limit_clause', 'values_clause',
+])
+
+/** Statement names for messages where the node type alone reads badly. */
+const STATEMENT_NAMES: Readonly<Record<string, string>> = {
+  start_transaction_stmt: 'BEGIN',
+  commit_transaction_stmt: 'COMMIT',
+  rollback_transaction_stmt: 'ROLLBACK',
+  release_savepoint_stmt: 'RELEASE',
+  attach_database_stmt: 'ATTACH',
+  detach_database_stmt: 'DETACH',
+  alter_table_stmt: 'ALTER TABLE',
+}
+
+const PARAM_TYPES = ['?', '?nr', ':name', '$name', '@name'] as const
+
+export function guardQuery(query: string, opts: GuardOptions): GuardResult {
+  if (!Number.isInteger(opts.maxRows) || opts.maxRows < 1 || opts.maxRows > MAX_ROWS_CEILING) {
+    throw new RangeError(`guardQuery: maxRows must be an integer in 1..${MAX_ROWS_CEILING}`)
+  }
+  if (query.length > MAX_QUERY_LENGTH) {
+    return refusal('too_long', `the query is ${query.length} characters long; at most ${MAX_QUERY_LENGTH} are allowed`)
+  }
+  const control = /[\u0000-\u0008\u000b\u000e-\u001f\u007f]/.exec(query)
+  if (control) {
+    const code = control[0].charCodeAt(0).toString(16).padStart(4, '0')
+    return refusal('invalid_character', `the query contains the control character U+${code.toUpperCase()} at offset ${control.index}`)
+  }
+
+  const parsed = parseSqlite(query)
+  if (!parsed.ok) return parsed
+  const statements = parsed.program.statements.filter((s) => s.type !== 'empty')
+  if (statements.length === 0) return refusal('empty', 'the query is empty: send one SELECT statement')
+  if (statements.length > 1) {
+    const kinds = statements.map(statementName).join(', ')
+    return refusal('multiple_statements', `only one statement is allowed (found ${statements.length}: ${kinds})`)
+  }
+  const statement = statements[0]!
+  if (statement.type !== 'select_stmt' && statement.type !== 'compound_select_stmt') {
+    return refusal('not_select', `only SELECT statements are allowed (got ${statementName(statement)})`)
+  }
+
+  const ctx: WalkContext = {
+    allowed: new Set(opts.allowedTables.map(asciiLower)),
+    allowedList: opts.allowedTables.map(asciiLower).join(', '),
+    frames: [],
+    tables: new Set(),
+    replaceDepth: 0,
+  }
+  try {
+    walkQuery(statement, ctx)
+  } catch (err) {
+    if (err instanceof Refused) return refusal(err.code, err.message)
+    if (err instanceof RangeError) return refusal('too_complex', 'the query is nested too deeply to check; simplify it')
+    throw err
+  }
+
+  const [start, end] = statement.range ?? [0, query.length]
+  const body = query.slice(start, end)
+  return {
+    ok: true,
+    sql: `SELECT * FROM (\n${body}\n) LIMIT ${opts.maxRows + 1}`,
+    tables: [...ctx.tables].sort(),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+class ParseBudgetExceeded extends Error {}
+
+type Parsed = { ok: true; program: Program } | GuardRefusal
+
+function parseSqlite(query: string): Parsed {
+  let reads = 0
+  const budget = PARSE_BUDGET_BASE + PARSE_BUDGET_PER_CHAR * query.length
+  const options = {
+    get dialect(): 'sqlite' {
+      if (++reads > budget) throw new ParseBudgetExceeded()
+      return 'sqlite'
+    },
+    includeRange: true,
+    paramTypes: [...PARAM_TYPES],
+    filename: 'query',
+  }
+  try {
+    return { ok: true, program: parse(query, options) }
+  } catch (err) {
+    if (err instanceof ParseBudgetExceeded || err instanceof RangeError) {
+      return refusal('too_complex', 'the query is too complex to check (too much nesting); simplify it')
+    }
+    if (err instanceof FormattedSyntaxError) {
+      return refusal('parse_error', syntaxMessage(err.message, query))
+    }
+    throw err
+  }
+}
+
+/**
+ * Turns sql-parser-cst's multi-line report into one line a model can act on:
+ *   syntax error at line 1, column 8 near "FROM x": unexpected "FROM"; expected one of: "(", "*", ...
+ */
+function syntaxMessage(raw: string, query: string): string {
+  const unexpected = /^Syntax Error: Unexpected (.*)$/m.exec(raw)?.[1]
+  const expected = /^Was expecting to see: (.*)$/m.exec(raw)?.[1]
+  const where = /^--> [^\n]*?:(\d+):(\d+)$/m.exec(raw)
+  let message = 'syntax error'
+  if (where) {
+    const line = Number(where[1])
+    const column = Number(where[2])
+    message += ` at line ${line}, column ${column}`
+    const text = query.split(/\r\n|\n|\r/)[line - 1] ?? ''
+    const near = text.slice(column - 1, column - 1 + 24).trim()
+    if (near) message += ` near ${JSON.stringify(near)}`
+  }
+  if (unexpected) message += `: unexpected ${unexpected}`
+  if (expected?.includes('"SELECT"') && expected.includes('"ALTER"')) {
+    // At a statement boundary the parser lists every statement kind; only one is accepted here.
+    message += '; expected a SELECT statement (SELECT, WITH ... SELECT or VALUES)'
+  } else if (expected) {
+    const items = expected
+      .replace(/, or /, ', ')
+      .split(/, (?=")|, (?=end of input)|, (?=identifier)|, (?=number)|, (?=string)|, (?=whitespace)/)
+      .map((s) => s.trim())
+      .filter((s) => s !== '' && s !== 'whitespace' && !s.startsWith('['))
+    if (items.length > 0) {
+      const shown = items.slice(0, 12).join(', ')
+      message += `; expected one of: ${shown}${items.length > 12 ? ', ...' : ''}`
+    }
+  }
+  if (where && /[^\x00-\x7f]/.test(query.split(/\r\n|\n|\r/)[Number(where[1]) - 1] ?? '')) {
+    message += ' (the line contains non-ASCII characters: look-alike letters or invisible spaces are not SQL)'
+  }
+  return message
+}
+
+// ---------------------------------------------------------------------------
+// The walk
+
+class Refused extends Error {
+  constructor(
+    readonly code: GuardCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+interface CteEntry {
+  /** true while the CTE's own body is being walked: a reference then is recursion */
+  inBody: boolean
+  selfReferenced: boolean
+}
+
+interface WalkContext {
+  allowed: ReadonlySet<string>
+  allowedList: string
+  /** CTE scopes, innermost last */
+  frames: Map<string, CteEntry>[]
+  /** real tables referenced (lower case) */
+  tables: Set<string>
+  /** how many replace() calls enclose the current node */
+  replaceDepth: number
+}
+
+type NodeOf<T extends Node['type']> = Extract<Node, { type: T }>
+
+/** A query: SELECT, compound SELECT, VALUES, or one of these in parentheses. */
+function walkQuery(node: Node, ctx: WalkContext): void {
+  if (node.type === 'paren_expr') return walkQuery(node.expr, ctx)
+  if (node.type !== 'select_stmt' && node.type !== 'compound_select_stmt') {
+    throw new Refused('not_select', `only SELECT statements are allowed (got ${statementName(node)})`)
+  }
+  // A WITH written before a compound SELECT scopes over every member; the
+  // parser stores it in the first member, and ORDER BY/LIMIT in the last.
+  const members: Node[] = []
+  flattenCompound(node, members)
+  const first = members[0]
+  const withClause = first?.type === 'select_stmt' ? first.clauses.find((c) => c.type === 'with_clause') : undefined
+  if (withClause?.type === 'with_clause') walkWith(withClause, ctx)
+  for (const member of members) walkSelectMember(member, withClause, ctx)
+  if (withClause) ctx.frames.pop()
+}
+
+function flattenCompound(node: Node, out: Node[]): void {
+  if (node.type === 'compound_select_stmt') {
+    flattenCompound(node.left, out)
+    flattenCompound(node.right, out)
+  } else {
+    out.push(node)
+  }
+}
+
+function walkSelectMember(node: Node, scopedWith: Node | undefined, ctx: WalkContext): void {
+  if (node.type !== 'select_stmt') return walkQuery(node, ctx)
+  for (const clause of node.clauses) {
+    if (clause === scopedWith) continue
+    if (clause.type === 'with_clause') {
+      throw new Refused('unsupported_syntax', 'WITH is only allowed at the start of a query or subquery')
+    }
+    if (clause.type === 'from_clause') walkTableExpr(clause.expr, ctx)
+    else if (SELECT_CLAUSES.has(clause.type)) walkChildren(clause, ctx)
+    else throw unsupported(clause)
+  }
+}
+
+function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
+  const frame = new Map<string, CteEntry>()
+  ctx.frames.push(frame)
+  for (const cte of node.tables.items) {
+    const name = asciiLower(cte.table.name)
+    if (PROTECTED_TABLE.test(name)) {
+      throw new Refused('table_not_allowed', `a CTE may not be named ${clip(cte.table.name)}: that name is reserved for a table that is not queryable`)
+    }
+    if (cte.search || cte.cycle) throw unsupported(cte.search ?? cte.cycle!)
+    const entry: CteEntry = { inBody: true, selfReferenced: false }
+    frame.set(name, entry)
+    const body = cte.expr.expr
+    if (body.type !== 'select_stmt' && body.type !== 'compound_select_stmt' && body.type !== 'paren_expr') {
+      throw new Refused('not_select', `only SELECT statements are allowed (got ${statementName(body)} inside WITH ${clip(cte.table.name)})`)
+    }
+    walkQuery(body, ctx)
+    entry.inBody = false
+    if (entry.selfReferenced) checkRecursionBound(cte.table.name, body)
+  }
+}
+
+/**
+ * A recursive CTE must stop by itself: its compound SELECT (whose LIMIT the
+ * parser stores in the last member) needs LIMIT n with a literal n, and
+ * n + OFFSET within MAX_RECURSIVE_ROWS.
+ */
+function checkRecursionBound(name: string, body: Node): void {
+  let last = body
+  while (last.type === 'compound_select_stmt') last = last.right
+  const limit = last.type === 'select_stmt' ? last.clauses.find((c) => c.type === 'limit_clause') : undefined
+  const hint = `add LIMIT n (a number up to ${MAX_RECURSIVE_ROWS}) at the end of its SELECT`
+  if (limit?.type !== 'limit_clause') {
+    throw new Refused('unbounded_recursion', `recursive CTE ${clip(name)} has no LIMIT, so nothing bounds its recursion; ${hint}`)
+  }
+  const count = literalCount(limit.count)
+  const offset = limit.offset === undefined ? 0 : literalCount(limit.offset)
+  if (count === undefined || offset === undefined || count + offset > MAX_RECURSIVE_ROWS) {
+    throw new Refused('unbounded_recursion', `recursive CTE ${clip(name)} needs a literal LIMIT (plus OFFSET) of at most ${MAX_RECURSIVE_ROWS}; ${hint}`)
+  }
+}
+
+function literalCount(node: Node | undefined): number | undefined {
+  if (node?.type !== 'number_literal') return undefined
+  return Number.isInteger(node.value) && node.value >= 0 ? node.value : undefined
+}
+
+/** FROM clause contents: tables, joins, subqueries. */
+function walkTableExpr(node: Node, ctx: WalkContext): void {
+  switch (node.type) {
+    case 'identifier':
+      return checkTable(node.name, false, ctx)
+    case 'member_expr':
+      return checkQualifiedTable(node, ctx)
+    case 'alias':
+      return walkTableExpr(node.expr, ctx)
+    case 'indexed_table':
+    case 'not_indexed_table':
+      return walkTableExpr(node.table, ctx)
+    case 'join_expr':
+      walkTableExpr(node.left, ctx)
+      walkTableExpr(node.right, ctx)
+      if (node.specification) walkChildren(node.specification, ctx)
+      return
+    case 'paren_expr':
+      if (node.expr.type === 'select_stmt' || node.expr.type === 'compound_select_stmt') return walkQuery(node.expr, ctx)
+      return walkTableExpr(node.expr, ctx)
+    case 'func_call':
+      throw tableFunction(node)
+    default:
+      throw unsupported(node)
+  }
+}
+
+function checkQualifiedTable(node: NodeOf<'member_expr'>, ctx: WalkContext): void {
+  const schema = node.object
+  const table = node.property
+  if (schema.type !== 'identifier' || table.type !== 'identifier') {
+    throw new Refused('schema_not_allowed', 'only tables of the main schema can be queried, as <table> or main.<table>')
+  }
+  if (asciiLower(schema.name) !== 'main') {
+    throw new Refused('schema_not_allowed', `schema ${clip(schema.name)} is not allowed; only tables of the main schema can be queried`)
+  }
+  checkTable(table.name, true, ctx)
+}
+
+/** A table reference: a CTE in scope (unless schema-qualified), else an allowed table. */
+function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void {
+  const name = asciiLower(rawName)
+  if (!qualified) {
+    for (let i = ctx.frames.length - 1; i >= 0; i--) {
+      const entry = ctx.frames[i]!.get(name)
+      if (entry) {
+        if (entry.inBody) entry.selfReferenced = true
+        return
+      }
+    }
+  }
+  if (PROTECTED_TABLE.test(name) || !ctx.allowed.has(name)) {
+    throw new Refused('table_not_allowed', `table ${clip(rawName)} is not queryable; the queryable tables are: ${ctx.allowedList || '(none)'}`)
+  }
+  ctx.tables.add(name)
+}
+
+/** Expressions and clause parts: descend into every child node. */
+function walkChildren(node: Node, ctx: WalkContext): void {
+  for (const value of Object.values(node)) {
+    if (Array.isArray(value)) {
+      for (const item of value) if (isNode(item)) walkNode(item, ctx)
+    } else if (isNode(value)) {
+      walkNode(value, ctx)
+    }
+  }
+}
+
+function walkNode(node: Node, ctx: WalkContext): void {
+  switch (node.type) {
+    case 'select_stmt':
+    case 'compound_select_stmt':
+      return walkQuery(node, ctx)
+    case 'func_call':
+      return walkFunction(node, ctx)
+    case 'binary_expr':
+      if (isInOperator(node.operator)) return walkIn(node, ctx)
+      return walkChildren(node, ctx)
+    case 'parameter':
+      throw new Refused('parameter_not_allowed', `bound parameters such as ${clip(node.text)} are not allowed; write the value into the query as a literal`)
+    default:
+      if (GENERIC.has(node.type)) return walkChildren(node, ctx)
+      if (node.type.endsWith('_stmt')) {
+        throw new Refused('not_select', `only SELECT statements are allowed (got ${statementName(node)})`)
+      }
+      throw unsupported(node)
+  }
+}
+
+/**
+ * `x IN table`, `x IN main.table`, `x IN table_function(...)`, or `x IN (...)`.
+ * SQLite's grammar also accepts a string literal as the table name here
+ * (`x IN 'audit_log'` reads the table audit_log), so a string is a table too.
+ */
+function walkIn(node: NodeOf<'binary_expr'>, ctx: WalkContext): void {
+  walkNode(node.left as Node, ctx)
+  const right = node.right as Node
+  if (right.type === 'identifier') return checkTable(right.name, false, ctx)
+  if (right.type === 'string_literal') return checkTable(right.value, false, ctx)
+  if (right.type === 'member_expr') return checkQualifiedTable(right, ctx)
+  if (right.type === 'func_call') throw tableFunction(right)
+  walkNode(right, ctx)
+}
+
+function walkFunction(node: NodeOf<'func_call'>, ctx: WalkContext): void {
+  if (node.name.type === 'member_expr') {
+    throw new Refused('function_not_allowed', 'schema-qualified function calls are not allowed')
+  }
+  if (node.name.type !== 'identifier') {
+    throw new Refused('function_not_allowed', 'function names must be plain identifiers')
+  }
+  const name = asciiLower(node.name.name)
+  if (!FUNCTIONS.has(name)) {
+    const reason = FUNCTION_REASONS[name]
+    throw new Refused(
+      'function_not_allowed',
+      `function ${clip(node.name.name)} is not allowed${reason ? ` (${reason})` : ''}; use aggregate, string, date/time, math or JSON functions`,
+    )
+  }
+  const isReplace = name === 'replace'
+  if (isReplace && ctx.replaceDepth > 0) {
+    throw new Refused('function_not_allowed', 'replace() nested inside replace() is not allowed (each level multiplies the length: an exponential blow-up)')
+  }
+  if (isReplace) ctx.replaceDepth++
+  if (node.args) walkChildren(node.args, ctx)
+  if (node.filter) walkChildren(node.filter, ctx)
+  if (node.over) walkChildren(node.over, ctx)
+  if (isReplace) ctx.replaceDepth--
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+function isNode(value: unknown): value is Node {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
+}
+
+function isInOperator(operator: unknown): boolean {
+  const last = Array.isArray(operator) ? operator[operator.length - 1] : operator
+  return isNode(last) && last.type === 'keyword' && last.name === 'IN'
+}
+
+function tableFunction(node: NodeOf<'func_call'>): Refused {
+  const fn = node.name as Node
+  const name = fn.type === 'identifier' ? fn.name : fn.type === 'string_literal' ? fn.value : '(qualified name)'
+  return new Refused('table_function_not_allowed', `table-valued function ${clip(name)} is not allowed; select from the queryable tables`)
+}
+
+function unsupported(node: Node): Refused {
+  const what = node.type.replace(/_/g, ' ')
+  return new Refused('unsupported_syntax', `${what} is not supported in execute_query; use a plain SELECT`)
+}
+
+function statementName(node: Node): string {
+  if (node.type === 'insert_stmt') {
+    const clause = node.clauses.find((c) => c.type === 'insert_clause')
+    return clause?.type === 'insert_clause' ? clause.insertKw.name : 'INSERT'
+  }
+  if (node.type === 'select_stmt' || node.type === 'compound_select_stmt') return 'SELECT'
+  return STATEMENT_NAMES[node.type] ?? node.type.replace(/_stmt$/, '').replace(/_/g, ' ').toUpperCase()
+}
+
+/** SQLite folds identifier case for ASCII letters only; so do we. */
+function asciiLower(name: string): string {
+  return name.replace(/[A-Z]+/g, (s) => s.toLowerCase())
+}
+
+/** Echo user-supplied names safely: bounded length, printable. */
+function clip(text: string): string {
+  const printable = text.replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?')
+  return printable.length > 64 ? `${printable.slice(0, 61)}...` : printable
+}
+
+function refusal(code: GuardCode, message: string): GuardRefusal {
+  return { ok: false, code, message }
+}
