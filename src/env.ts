@@ -5,6 +5,7 @@ import type { Logger } from './log.ts'
 import type { RpcMessage } from './mcp/envelope.ts'
 import type { Principal } from './auth/principal.ts'
 import type { RequestScope } from './mcp/scope.ts'
+import type { Commit } from './db/queries.ts'
 
 export interface AppEnv {
   Bindings: Env
@@ -22,5 +23,7 @@ export interface AppEnv {
     principal: Principal
     /** The MCP layer's view of the request; holds the tool report after the call. */
     scope: RequestScope
+    /** How a tool's writes are committed: with their audit row (set by the audit step). */
+    commit: Commit
   }
 }

@@ -9,8 +9,10 @@ import { checkOrigin } from './middleware/origin.ts'
 import { bodyLimit } from './middleware/body-limit.ts'
 import { parseRpc } from './middleware/rpc.ts'
 import { authenticate } from './middleware/authenticate.ts'
+import { audit } from './middleware/audit.ts'
 import { authorize } from './middleware/authorize.ts'
 import { mcp } from './middleware/mcp.ts'
+import { scheduled } from './scheduled.ts'
 
 const app = new Hono<AppEnv>()
 
@@ -26,6 +28,7 @@ app.post(
   bodyLimit(),
   authenticate(),
   parseRpc(),
+  audit(),
   authorize(),
   mcp(),
 )
@@ -45,4 +48,4 @@ app.onError((error, c) => {
   return errorResponse(new AppError('internal'), id)
 })
 
-export default app satisfies ExportedHandler<Env>
+export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

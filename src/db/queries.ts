@@ -67,10 +67,12 @@ export interface OrderCursor {
 }
 
 /**
- * Commits write statements atomically (one D1 batch). `output` is what the
- * tool will return, so an auditing commit can record its digest.
+ * Commits write statements atomically (one D1 batch), only if the LAST
+ * statement changed a row; resolves false (nothing applied) otherwise.
+ * `output` is what the tool will return, so the auditing commit can record
+ * its digest in the audit row that shares the batch.
  */
-export type Commit = (statements: D1PreparedStatement[], output: unknown) => Promise<D1Result[]>
+export type Commit = (statements: D1PreparedStatement[], output: unknown) => Promise<boolean>
 
 const ORDER_COLUMNS = 'id, customer_id, product_id, quantity, total_cents, status, note, created_at, updated_at'
 const PRODUCT_COLUMNS = 'id, sku, name, description, category, price_cents, stock'
@@ -173,20 +175,20 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits)
      * (optimistic concurrency). Returns false when another writer got there first.
      */
     async updateOrderStatus(update: { id: string; from: OrderStatus; to: OrderStatus; note: string | null; at: string }, output: unknown): Promise<boolean> {
-      const [result] = await commit(
+      // Applied only if the row was still in `from` (SQLite's changes() of the
+      // UPDATE itself; D1's meta.changes would also count the FTS trigger's writes).
+      return commit(
         [
           db
-            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5 RETURNING id')
+            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5')
             .bind(update.to, update.note, update.at, update.id, update.from),
         ],
         output,
       )
-      // RETURNING, not meta.changes: D1 counts the search-index trigger's writes too.
-      return (result?.results.length ?? 0) === 1
     },
 
     async createTicket(ticket: Ticket): Promise<void> {
-      await commit(
+      const applied = await commit(
         [
           db
             .prepare('INSERT INTO tickets (id, customer_id, subject, body, priority, status, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)')
@@ -194,6 +196,7 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits)
         ],
         ticket,
       )
+      if (!applied) throw new Error('create_ticket: insert changed no row')
     },
   }
 }

@@ -11,7 +11,13 @@ export const mcp = () =>
       principal: c.var.principal,
       db: c.env.DB,
       log: c.var.log,
-      commit: (statements) => c.env.DB.batch(statements),
+      // Set by the audit step for tools/call; nothing else runs tools, so a
+      // write without it is refused rather than committed unaudited.
+      commit:
+        c.var.commit ??
+        (() => {
+          throw new Error('refusing a write outside an audited tools/call')
+        }),
       report: undefined,
     }
     c.set('scope', scope)

@@ -1,0 +1,69 @@
+// Builds the audit record of one tools/call from what the pipeline knows:
+// who (principal, never the token), what (tool, redacted and capped
+// arguments), how it ended (outcome, HTTP status, error code, duration) and
+// what came back (size and SHA-256 of the tool's output, plus a redacted,
+// capped excerpt). Redaction is driven by the tool's sensitive fields in the
+// policy; emails, phone numbers and tokens in free text are redacted too.
+import type { Principal } from '../auth/principal.ts'
+import type { RpcMessage } from '../mcp/envelope.ts'
+import { POLICY } from '../policy/policy.ts'
+import type { AuditOutcome, AuditRecord } from './chain.ts'
+import { sha256Hex } from './chain.ts'
+import { capJson, redact } from './redact.ts'
+
+const INPUT_CAP_BYTES = 4096
+const EXCERPT_CAP_BYTES = 1024
+const DEFAULT_SENSITIVE: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
+
+export interface CallFacts {
+  requestId: string
+  startedAt: number
+  principal: Principal
+  rpc: RpcMessage
+}
+
+export interface CallEnding {
+  outcome: AuditOutcome
+  httpStatus: number
+  errorCode?: string | undefined
+  /** JSON text of the tool's output (structured content), when it returned one. */
+  outputJson?: string | undefined
+}
+
+function sensitiveFor(tool: string | undefined): ReadonlySet<string> {
+  const settings = tool === undefined ? undefined : POLICY.tools.get(tool)
+  return settings ? new Set(settings.sensitiveFields) : DEFAULT_SENSITIVE
+}
+
+export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Date.now()): Promise<AuditRecord> {
+  const sensitive = sensitiveFor(facts.rpc.toolName)
+  const output = ending.outputJson
+  let excerpt: string | null = null
+  if (output !== undefined) {
+    let parsed: unknown = output
+    try {
+      parsed = JSON.parse(output)
+    } catch {
+      // keep the text; redact() scrubs it as a string
+    }
+    excerpt = capJson(redact(parsed, sensitive), EXCERPT_CAP_BYTES)
+  }
+  return {
+    ts: new Date(facts.startedAt).toISOString(),
+    request_id: facts.requestId,
+    sub: facts.principal.sub,
+    token_id: facts.principal.tokenId,
+    client_name: facts.rpc.client?.name ?? null,
+    client_version: facts.rpc.client?.version ?? null,
+    method: facts.rpc.method ?? 'tools/call',
+    tool: facts.rpc.toolName?.slice(0, 128) ?? null,
+    outcome: ending.outcome,
+    http_status: ending.httpStatus,
+    duration_ms: Math.max(0, now - facts.startedAt),
+    input_json: facts.rpc.toolArguments === undefined ? null : capJson(redact(facts.rpc.toolArguments, sensitive), INPUT_CAP_BYTES),
+    output_bytes: output === undefined ? null : new TextEncoder().encode(output).byteLength,
+    output_sha256: output === undefined ? null : await sha256Hex(output),
+    output_excerpt: excerpt,
+    error_code: ending.errorCode ?? null,
+  }
+}

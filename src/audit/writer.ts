@@ -1,0 +1,69 @@
+// Writing audit rows off the critical path, and alerting.
+//
+// Reads and refusals are recorded after the response (`waitUntil`): the row
+// is appended with the chain's own race-retry, and a failing D1 is retried
+// three times with backoff. A row that still cannot be written is logged
+// as `audit_write_failed` with the whole (already redacted) record, so it can
+// be replayed into the chain. Failures (error, timeout, SQL write incident)
+// also go to the alert throttle: one alert per tool and kind per minute, with
+// a count, POSTed to ALERT_WEBHOOK_URL (HMAC-signed) or logged.
+import type { Config } from '../config.ts'
+import type { Logger } from '../log.ts'
+import { AlertThrottle, deliverAlert, type Alert } from './alert.ts'
+import type { AuditRecord } from './chain.ts'
+import { appendAudit } from './store.ts'
+
+const WRITE_ATTEMPTS = 3
+
+/** Per isolate, best effort: each isolate throttles its own alerts. */
+export const alertThrottle = new AlertThrottle()
+
+export async function appendLater(db: D1Database, record: AuditRecord, log: Logger, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<void> {
+  for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+    try {
+      const row = await appendAudit(db, record)
+      log('debug', 'audit_written', { seq: row.seq, hash: row.hash, outcome: record.outcome })
+      return
+    } catch (error) {
+      const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+      if (attempt === WRITE_ATTEMPTS) {
+        log('error', 'audit_write_failed', { reason, attempts: attempt, replay: record })
+        return
+      }
+      log('warn', 'audit_write_retry', { reason, attempt })
+      await sleep(100 * 2 ** attempt)
+    }
+  }
+}
+
+export function alertKind(record: AuditRecord): string | undefined {
+  if (record.error_code === 'sql_write_incident') return 'sql_write_incident'
+  if (record.outcome === 'error' || record.outcome === 'timeout') return record.outcome
+  return undefined
+}
+
+function deliverAll(alerts: Alert[], config: Config, log: Logger): Promise<void>[] {
+  return alerts.map((alert) =>
+    deliverAlert(alert, {
+      ...(config.alertWebhook ? { url: config.alertWebhook.url, secret: config.alertWebhook.secret } : {}),
+      log: (line) => log(line['level'] === 'error' ? 'error' : 'warn', String(line['event'] ?? 'alert'), line),
+    }),
+  )
+}
+
+/** Offers a failure to the throttle; returns the deliveries to wait for. */
+export function alertOn(record: AuditRecord, config: Config, log: Logger): Promise<void>[] {
+  const kind = alertKind(record)
+  const due: Alert[] = []
+  if (kind) {
+    const alert = alertThrottle.offer({ tool: record.tool ?? null, kind }, { requestId: record.request_id, sub: record.sub, detail: record.error_code ?? undefined })
+    if (alert) due.push(alert)
+  }
+  due.push(...alertThrottle.flush())
+  return deliverAll(due, config, log)
+}
+
+/** For the cron: sends what the throttle has been holding back. */
+export function flushAlerts(config: Config, log: Logger): Promise<void>[] {
+  return deliverAll(alertThrottle.flush(), config, log)
+}

@@ -1,0 +1,28 @@
+// The cron (wrangler.toml [triggers]): audit retention and the alert tail.
+// Rows older than AUDIT_RETENTION_DAYS are deleted oldest first, and the last
+// deleted row's seq and hash become the checkpoint the chain verifies from.
+// A chain that does not verify is never pruned: the evidence stays, and the
+// failure is logged and alerted.
+import { AuditChainError, pruneAudit } from './audit/store.ts'
+import { flushAlerts } from './audit/writer.ts'
+import { createLogger } from './log.ts'
+import { configFor } from './middleware/config.ts'
+
+export async function scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {
+  const log = createLogger({ component: 'cron', cron: controller.cron })
+  const result = configFor(env)
+  if (!result.ok) {
+    log('error', 'config_invalid', { setting: result.setting, problem: result.problem })
+    return
+  }
+  const { config } = result
+  const cutoff = new Date(controller.scheduledTime - config.auditRetentionDays * 86_400_000)
+  try {
+    const pruned = await pruneAudit(env.DB, cutoff)
+    log('info', 'audit_pruned', { cutoff: cutoff.toISOString(), deleted: pruned.deleted, checkpoint: pruned.checkpoint })
+  } catch (error) {
+    const broken = error instanceof AuditChainError
+    log('error', broken ? 'audit_chain_broken' : 'audit_prune_failed', { error: error instanceof Error ? error.message : String(error) })
+  }
+  ctx.waitUntil(Promise.all(flushAlerts(config, log)))
+}
