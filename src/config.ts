@@ -126,7 +126,9 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
     if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) return fail('AUTH_ALGORITHMS', `${alg} is not a supported JWS algorithm`)
   }
 
-  const allowedOrigins = new Set<string>()
+  // The server's own origin (from AUTH_AUDIENCE, never from the Host header,
+  // which a rebinding attacker controls) is always allowed: a same-origin page.
+  const allowedOrigins = new Set<string>([new URL(raw.AUTH_AUDIENCE).origin])
   for (const entry of (raw.ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean)) {
     const origin = normalizeOrigin(entry)
     if (!origin) return fail('ALLOWED_ORIGINS', `"${entry}" is not an origin such as https://app.example.com`)

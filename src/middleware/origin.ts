@@ -1,7 +1,8 @@
 // DNS-rebinding and cross-site defence (MCP transport spec: servers MUST
 // validate Origin). A request that carries an Origin header is refused with
-// 403 unless the origin is listed in ALLOWED_ORIGINS; with the list empty,
-// every browser-originated request is refused. Requests without Origin
+// 403 unless it is the server's own origin (that of AUTH_AUDIENCE) or is
+// listed in ALLOWED_ORIGINS; with the list empty, every cross-origin
+// browser request is refused. Requests without Origin
 // (server-side agents, CLIs) pass: they are not browser-driven.
 import { createMiddleware } from 'hono/factory'
 import { normalizeOrigin } from '../config.ts'

@@ -8,7 +8,7 @@ export const searchProducts = defineTool({
   description: 'Find products whose name, SKU, category or description contains the given text (case-insensitive).',
   input: z
     .object({
-      query: z.string().trim().min(1).max(200).describe('text to look for, e.g. "keyboard" or "HW-0001"'),
+      query: z.string().trim().min(1).max(200).describe('text to look for, e.g. "keyboard" or "HA-0001"'),
       limit: z.number().int().min(1).max(50).default(10).describe('maximum number of products, 1..50 (default 10)'),
     })
     .strict(),
