@@ -141,6 +141,16 @@ describe('transport checks', () => {
     expect(res.status).toBe(403)
   })
 
+  it('serves the server\'s own origin (from AUTH_AUDIENCE) without listing it', async () => {
+    const res = await rpc('ping', {}, { token: await mintToken({ role: 'admin' }), headers: { origin: 'https://bastion.test' } })
+    expect(res.status).toBe(200)
+  })
+
+  it('does not derive the own origin from the Host header (DNS rebinding)', async () => {
+    const res = await rpc('ping', {}, { token: await mintToken({ role: 'admin' }), headers: { origin: 'http://evil.example', host: 'evil.example' } })
+    expect(res.status).toBe(403)
+  })
+
   it('serves an allowed Origin', async () => {
     const res = await rpc('ping', {}, { token: await mintToken({ role: 'admin' }), headers: { origin: 'https://allowed.example' } })
     expect(res.status).toBe(200)
