@@ -168,6 +168,17 @@ describe('transport checks', () => {
     expect((await errorOf(res)).error.code).toBe(-32020)
   })
 
+  it('answers an Mcp-Name header that disagrees with the tool name with 400', async () => {
+    const res = await rpc('tools/call', { name: 'get_customer', arguments: { customerId: 'cus_001' } }, { token: await mintToken({ role: 'admin' }), headers: { 'mcp-name': 'execute_query' } })
+    expect(res.status).toBe(400)
+    expect((await errorOf(res)).error.code).toBe(-32020)
+  })
+
+  it('accepts a base64-sentinel Mcp-Name that matches the body', async () => {
+    const res = await rpc('tools/call', { name: 'get_customer', arguments: { customerId: 'cus_001' } }, { token: await mintToken({ role: 'admin' }), headers: { 'mcp-name': `=?base64?${btoa('get_customer')}?=` } })
+    expect(res.status).toBe(200)
+  })
+
   it.each([
     ['not JSON', '{"jsonrpc": "2.0", "id": 1, "method": ', -32700],
     ['a JSON string', '"hello"', -32600],
