@@ -557,14 +557,15 @@ describe('parseConfig accepts and normalises good settings', () => {
       alertWebhook: undefined,
     })
     expect(config.jwks).toMatchObject({ kind: 'local', document: { keys: [{ kid: 'trusted-rs' }] } })
-    expect([...config.allowedOrigins]).toEqual([])
+    // only the server's own origin, from AUTH_AUDIENCE
+    expect([...config.allowedOrigins]).toEqual([new URL(AUDIENCE).origin])
   })
 
   it('treats empty optional settings as unset', () => {
     const config = configOf(good({ AUTH_ALGORITHMS: '', ALLOWED_ORIGINS: ' ', MAX_BODY_BYTES: '', AUTH_JWKS_URL: '' }))
     expect(config.algorithms).toEqual(['RS256', 'ES256', 'EdDSA'])
     expect(config.maxBodyBytes).toBe(262_144)
-    expect(config.allowedOrigins.size).toBe(0)
+    expect([...config.allowedOrigins]).toEqual([new URL(AUDIENCE).origin])
     expect(config.jwks.kind).toBe('local')
   })
 
@@ -580,7 +581,7 @@ describe('parseConfig accepts and normalises good settings', () => {
 
   it('normalises ALLOWED_ORIGINS to origins (case, default port, path, spaces)', () => {
     const config = configOf(good({ ALLOWED_ORIGINS: ' https://App.Example.com/ , https://b.example:443/path?q=1,http://localhost:8787,https://c.example:8443 ' }))
-    expect([...config.allowedOrigins].sort()).toEqual(['http://localhost:8787', 'https://app.example.com', 'https://b.example', 'https://c.example:8443'])
+    expect([...config.allowedOrigins].sort()).toEqual([new URL(AUDIENCE).origin, 'http://localhost:8787', 'https://app.example.com', 'https://b.example', 'https://c.example:8443'].sort())
   })
 
   it('parses AUTH_ALGORITHMS as a trimmed comma list', () => {
