@@ -1,16 +1,18 @@
 // Structured logging: one JSON object per line on the Worker's console, which
 // Workers Logs / Logpush index. Callers pass fields, never raw headers or
-// tokens; `redactText` scrubs free-text values as a second line of defence.
+// tokens; every value is scrubbed (audit/redact.ts: credentials, JWTs,
+// emails, phone numbers) as a second line of defence.
+import { redact } from './audit/redact.ts'
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 export type LogFields = Record<string, unknown>
 export type Logger = (level: LogLevel, event: string, fields?: LogFields) => void
 
-const BEARER = /\bBearer\s+[\w.~+/=-]+/gi
-const JWT = /\beyJ[\w-]*\.[\w-]*\.[\w-]*/g
+const NO_KEYS: ReadonlySet<string> = new Set()
 
+/** Tokens, credentials, emails and phone numbers never reach a log line. */
 function scrub(value: unknown): unknown {
-  if (typeof value === 'string') return value.replace(BEARER, 'Bearer [redacted-token]').replace(JWT, '[redacted-token]')
-  return value
+  return redact(value, NO_KEYS)
 }
 
 export function createLogger(base: LogFields = {}): Logger {

@@ -16,7 +16,7 @@ import { appendAudit } from './store.ts'
 const WRITE_ATTEMPTS = 3
 
 /** Per isolate, best effort: each isolate throttles its own alerts. */
-export const alertThrottle = new AlertThrottle()
+export const alertThrottle = new AlertThrottle({ now: () => Date.now() })
 
 export async function appendLater(db: D1Database, record: AuditRecord, log: Logger, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<void> {
   for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {

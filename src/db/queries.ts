@@ -187,14 +187,14 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits)
       )
     },
 
-    async createTicket(ticket: Ticket): Promise<void> {
+    async createTicket(ticket: Ticket, output: unknown): Promise<void> {
       const applied = await commit(
         [
           db
             .prepare('INSERT INTO tickets (id, customer_id, subject, body, priority, status, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)')
             .bind(ticket.id, ticket.customer_id, ticket.subject, ticket.body, ticket.priority, ticket.status, ticket.created_by, ticket.created_at),
         ],
-        ticket,
+        output,
       )
       if (!applied) throw new Error('create_ticket: insert changed no row')
     },

@@ -34,7 +34,8 @@ export const createTicket = defineTool({
       created_by: ctx.principal.sub,
       created_at: ctx.now().toISOString().replace(/\.\d{3}Z$/, 'Z'),
     }
-    await ctx.data.createTicket(ticket)
-    return { ticket }
+    const output = { ticket }
+    await ctx.data.createTicket(ticket, output)
+    return output
   },
 })
