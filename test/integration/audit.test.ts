@@ -15,6 +15,7 @@ import { createExecutionContext, createScheduledController, waitOnExecutionConte
 import { env } from 'cloudflare:workers'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import worker from '../../src/index.ts'
+import { alertThrottle } from '../../src/audit/writer.ts'
 import { ALERT_SIGNATURE_HEADER, verifyAlertSignature } from '../../src/audit/alert.ts'
 import { sha256Hex, type AuditRecord } from '../../src/audit/chain.ts'
 import { appendAudit, isSeqConflict, readCheckpoint, verifyStoredChain } from '../../src/audit/store.ts'
@@ -712,6 +713,18 @@ describe('alerts', () => {
     expect(alert).toMatchObject({ kind: 'error', tool: 'search_products', count: 1, detail: 'internal' })
     expect(sent.map((s) => s.requestId)).toContain(alert['requestId'])
     expect(events(logs.lines, 'alert').filter((l) => l['msg'] === 'alert delivered')).toHaveLength(1)
+
+    // The other 9 were counted, not sent: once the minute has passed, the
+    // next alert for this tool and kind carries them.
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      vi.setSystemTime(Date.now() + 61_000)
+      const due = alertThrottle.flush().filter((a) => a.tool === 'search_products' && a.kind === 'error')
+      expect(due).toHaveLength(1)
+      expect(due[0]!.count).toBe(9)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('without ALERT_WEBHOOK_URL the alert is logged, not sent', async () => {
