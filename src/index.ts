@@ -5,6 +5,7 @@ import { AppError, errorResponse } from './errors.ts'
 import { protectedResourceMetadata } from './auth/metadata.ts'
 import { requestId } from './middleware/request-id.ts'
 import { loadConfig } from './middleware/config.ts'
+import { cors } from './middleware/cors.ts'
 import { checkOrigin } from './middleware/origin.ts'
 import { bodyLimit } from './middleware/body-limit.ts'
 import { parseRpc } from './middleware/rpc.ts'
@@ -19,8 +20,12 @@ const app = new Hono<AppEnv>()
 app.use('*', requestId(), loadConfig())
 
 app.get('/healthz', (c) => c.json({ ok: true }))
-app.get('/.well-known/oauth-protected-resource', (c) => c.json(protectedResourceMetadata(c.var.config)))
-app.get('/.well-known/oauth-protected-resource/mcp', (c) => c.json(protectedResourceMetadata(c.var.config)))
+// Public metadata: readable from any origin (no credentials involved).
+for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/mcp']) {
+  app.get(path, (c) => c.json(protectedResourceMetadata(c.var.config), 200, { 'access-control-allow-origin': '*' }))
+}
+
+app.use('/mcp', cors())
 
 app.post(
   '/mcp',
@@ -32,7 +37,7 @@ app.post(
   authorize(),
   mcp(),
 )
-app.on(['GET', 'DELETE', 'PUT', 'PATCH'], '/mcp', () => {
+app.on(['GET', 'DELETE', 'PUT', 'PATCH', 'HEAD'], '/mcp', () => {
   throw new AppError('method_not_allowed', { headers: { allow: 'POST' } })
 })
 

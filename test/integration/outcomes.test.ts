@@ -234,6 +234,30 @@ describe('transport checks', () => {
   })
 })
 
+describe('CORS for browser clients', () => {
+  it('answers a preflight from an allowed origin with the MCP headers allowed', async () => {
+    const res = await callWorker(MCP_URL(), { method: 'OPTIONS', headers: { origin: 'https://allowed.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' } })
+    expect(res.status).toBe(204)
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://allowed.example')
+    expect(res.headers.get('access-control-allow-headers')).toContain('authorization')
+    expect(res.headers.get('access-control-allow-headers')).toContain('mcp-protocol-version')
+    expect(res.headers.get('access-control-allow-credentials')).toBeNull()
+  })
+
+  it('refuses a preflight from an origin that is not allowed', async () => {
+    const res = await callWorker(MCP_URL(), { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } })
+    expect(res.status).toBe(403)
+    expect(res.headers.get('access-control-allow-origin')).toBeNull()
+  })
+
+  it('lets an allowed browser origin read the 401 challenge', async () => {
+    const res = await callWorker(MCP_URL(), { method: 'POST', headers: { origin: 'https://allowed.example' } })
+    expect(res.status).toBe(401)
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://allowed.example')
+    expect(res.headers.get('access-control-expose-headers')).toContain('www-authenticate')
+  })
+})
+
 describe('public endpoints', () => {
   it.each(['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource'])('serves the PRM document at %s', async (path) => {
     const res = await callWorker(`https://bastion.test${path}`)
