@@ -4,10 +4,16 @@
 //   ToolError           → isError with the tool's own (public) message
 //   time limit reached  → isError "timed out after Ns"; the work is aborted
 //   anything else       → isError "internal error (request <id>)"; detail logged
+// Token budgets (estimated tokens, src/limits/estimate.ts): arguments over the
+// policy's budget are refused before the tool runs; output over the tool's
+// cap is cut to fit (rows dropped, long strings shortened), with a visible
+// marker in the text and `_meta["io.bastion/truncation"]` describing the cut.
 // It records the outcome on the request scope for the audit layer.
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
+import { capStructured, truncationMarker } from '../limits/cap-output.ts'
+import { estimateTokens } from '../limits/estimate.ts'
 import { ToolError, type ToolDefinition } from '../tools/define.ts'
 import type { RequestScope, ToolReport } from './scope.ts'
 
@@ -54,11 +60,33 @@ export async function invokeTool(
     scope.report = report
     return report
   }
+  const argumentTokens = estimateTokens(JSON.stringify(args ?? {}))
+  if (argumentTokens > POLICY.maxArgumentTokens) {
+    return failed(
+      record({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined, truncated: false }),
+      `arguments are about ${argumentTokens.toLocaleString('en-US')} tokens; the limit is ${POLICY.maxArgumentTokens.toLocaleString('en-US')} tokens per call`,
+    )
+  }
   try {
-    const output = await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)
-    const text = JSON.stringify(output)
-    record({ outcome: 'ok', errorCode: undefined, outputJson: text, truncated: false })
-    return { content: [{ type: 'text', text }], structuredContent: output as Record<string, unknown> }
+    const output = (await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)) as Record<string, unknown>
+    const capped = capStructured(output, settings.outputTokens)
+    const json = JSON.stringify(capped.value)
+    record({ outcome: 'ok', errorCode: undefined, outputJson: json, truncated: capped.truncated })
+    if (!capped.truncated) return { content: [{ type: 'text', text: json }], structuredContent: output }
+    const marker = truncationMarker(capped, settings.outputTokens)
+    return {
+      content: [{ type: 'text', text: `${json}\n${marker}` }],
+      structuredContent: capped.value,
+      _meta: {
+        'io.bastion/truncation': {
+          limitTokens: settings.outputTokens,
+          originalTokens: capped.originalTokens,
+          returnedTokens: capped.returnedTokens,
+          droppedItems: capped.droppedItems,
+          shortenedStrings: capped.shortenedStrings,
+        },
+      },
+    }
   } catch (error) {
     if (error instanceof ToolError) {
       return failed(record({ outcome: error.outcome, errorCode: error.code, outputJson: undefined, truncated: false }), error.message)

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseEnvelope } from '../../src/mcp/envelope.ts'
+import { decodeNameHeader } from '../../src/middleware/rpc.ts'
 
 describe('parseEnvelope', () => {
   it('extracts method, tool name and arguments of a tools/call', () => {
@@ -43,5 +44,18 @@ describe('parseEnvelope', () => {
 
   it('keeps the request id on refusals when it can read one', () => {
     expect(parseEnvelope('{"jsonrpc":"1.0","id":"abc","method":"ping"}')).toMatchObject({ ok: false, id: 'abc' })
+  })
+})
+
+describe('decodeNameHeader (Mcp-Name, SEP-2243)', () => {
+  it('passes a plain value through', () => {
+    expect(decodeNameHeader('get_customer')).toBe('get_customer')
+  })
+  it('decodes the base64 sentinel form as UTF-8', () => {
+    const utf8 = String.fromCharCode(...new TextEncoder().encode('résumé'))
+    expect(decodeNameHeader(`=?base64?${btoa(utf8)}?=`)).toBe('résumé')
+  })
+  it('rejects a sentinel that is not valid base64 UTF-8', () => {
+    expect(decodeNameHeader('=?base64?/w==?=')).toBeUndefined()
   })
 })
