@@ -9,8 +9,8 @@ export interface DemoDataOptions {
   orders?: number
 }
 
-/** A small, fast, well-distributed PRNG (mulberry32). */
-function prng(seed: number): () => number {
+/** A small, fast, well-distributed PRNG (mulberry32); also used by tests for fixtures. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0

@@ -13,6 +13,7 @@
 // business rows it changes.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
+import type { Order as OrderRow } from '../../src/db/queries.ts'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import worker from '../../src/index.ts'
 import { alertThrottle } from '../../src/audit/writer.ts'
@@ -123,17 +124,6 @@ interface AuditRow {
   hash: string
 }
 
-interface OrderRow {
-  id: string
-  customer_id: string
-  product_id: string
-  quantity: number
-  total_cents: number
-  status: string
-  note: string | null
-  created_at: string
-  updated_at: string
-}
 
 const ORDER_COLUMNS = 'id, customer_id, product_id, quantity, total_cents, status, note, created_at, updated_at'
 

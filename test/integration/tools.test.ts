@@ -6,6 +6,7 @@
 import type { Client } from '@modelcontextprotocol/client'
 import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it } from 'vitest'
+import type { Customer as CustomerRow, Order as OrderRow } from '../../src/db/queries.ts'
 import { testEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
 import { connectClient } from '../support/worker.ts'
@@ -14,28 +15,7 @@ const DB = () => testEnv(env).DB
 
 type Era = 'modern' | 'legacy'
 
-interface CustomerRow {
-  id: string
-  name: string
-  company: string
-  email: string
-  phone: string
-  address: string
-  tier: string
-  created_at: string
-}
 
-interface OrderRow {
-  id: string
-  customer_id: string
-  product_id: string
-  quantity: number
-  total_cents: number
-  status: string
-  note: string | null
-  created_at: string
-  updated_at: string
-}
 
 interface ProductRow {
   id: string

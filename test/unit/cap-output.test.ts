@@ -2,6 +2,7 @@
 // the cap with their shape intact (same keys, arrays stay arrays), cuts
 // deterministic and as small as the binary search allows, and the notice.
 import { describe, expect, it } from 'vitest'
+import { prng as mulberry32 } from '../../scripts/demo-data.ts'
 import { capStructured, STRING_MARKER, truncationMarker, type CapResult } from '../../src/limits/cap-output.ts'
 import { estimateTokens } from '../../src/limits/estimate.ts'
 
@@ -47,16 +48,6 @@ function expectSameShape(original: unknown, capped: unknown, path = '$'): void {
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A random JSON tree: nested objects and arrays, strings of varied length. */
 function randomTree(rand: () => number, depth: number): unknown {

@@ -4,18 +4,9 @@
 // the test needs no tokenizer. The estimator is calibrated against the larger
 // of the two (see the header of src/limits/estimate.ts).
 import { describe, expect, it } from 'vitest'
+import { prng as mulberry32 } from '../../scripts/demo-data.ts'
 import { estimateTokens } from '../../src/limits/estimate.ts'
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function randomString(seed: number, alphabet: string, length: number): string {
   const rand = mulberry32(seed)
