@@ -21,6 +21,8 @@ const schema = unstable_splitSqlQuery(readFileSync(new URL('./schema.sql', impor
 
 export default defineConfig({
   test: {
+    // CI also writes a JSON report, from which .ci/run prints the closing count.
+    reporters: process.env['CI'] ? ['default', ['json', { outputFile: '.tmp/vitest-report.json' }]] : ['default'],
     projects: [
       {
         test: {
