@@ -103,26 +103,33 @@ function cutArrays(root: Json, max: number, minKeep: number, originals: Original
     // Probe the floor first: when even `minKeep` items do not fit, the
     // rest of the tree is over by itself, so cut and go to the next array.
     fill(target, full, minKeep, minKeep)
-    let keep = minKeep
-    if (measure(root) <= max) {
-      // largest k in (minKeep, length - 1] whose whole value still fits
-      let lo = minKeep + 1
-      let hi = full.length - 1
-      while (lo <= hi) {
-        const mid = (lo + hi) >>> 1
-        fill(target, full, minKeep, mid)
-        if (measure(root) <= max) {
-          keep = mid
-          lo = mid + 1
-        } else {
-          hi = mid - 1
-        }
-      }
-    }
+    // largest k in (minKeep, length - 1] whose whole value still fits
+    const keep =
+      measure(root) <= max
+        ? largestFitting(minKeep + 1, full.length - 1, minKeep, (k) => {
+            fill(target, full, minKeep, k)
+            return measure(root) <= max
+          })
+        : minKeep
     fill(target, full, minKeep, keep)
     tokens = measure(root)
   }
   return tokens
+}
+
+/** Binary search: the largest k in [lo, hi] with fits(k) (fits is monotone), else `none`. */
+function largestFitting(lo: number, hi: number, none: number, fits: (k: number) => boolean): number {
+  let best = none
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    if (fits(mid)) {
+      best = mid
+      lo = mid + 1
+    } else {
+      hi = mid - 1
+    }
+  }
+  return best
 }
 
 /**
@@ -147,18 +154,10 @@ function regrow(root: Json, max: number, originals: Originals, tokensNow: number
       if (budget < 0) break
       hi++
     }
-    let keep = have
-    let lo = have + 1
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1
-      fill(arr, items, have, mid)
-      if (measure(root) <= max) {
-        keep = mid
-        lo = mid + 1
-      } else {
-        hi = mid - 1
-      }
-    }
+    const keep = largestFitting(have + 1, hi, have, (k) => {
+      fill(arr, items, have, k)
+      return measure(root) <= max
+    })
     fill(arr, items, have, keep)
     if (keep > have) tokens = measure(root)
   }

@@ -6,7 +6,7 @@
 import type { Client } from '@modelcontextprotocol/client'
 import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Customer as CustomerRow, Order as OrderRow } from '../../src/db/queries.ts'
+import type { Customer as CustomerRow, Order as OrderRow, Product as ProductRow } from '../../src/db/queries.ts'
 import { testEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
 import { connectClient } from '../support/worker.ts'
@@ -14,18 +14,6 @@ import { connectClient } from '../support/worker.ts'
 const DB = () => testEnv(env).DB
 
 type Era = 'modern' | 'legacy'
-
-
-
-interface ProductRow {
-  id: string
-  sku: string
-  name: string
-  description: string
-  category: string
-  price_cents: number
-  stock: number
-}
 
 interface TicketRow {
   id: string
