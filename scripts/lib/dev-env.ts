@@ -63,15 +63,23 @@ export async function ensureKeys(env: DevEnv): Promise<DevKeys> {
   return keys
 }
 
+/** Optional settings a developer may set in the shell to override the dev defaults. */
+export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS'] as const
+
 /** The Worker settings for local development (public key only). */
-export function devVars(env: DevEnv, keys: DevKeys): Record<string, string> {
-  return {
+export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const vars: Record<string, string> = {
     AUTH_ISSUER: env.issuer,
     AUTH_AUDIENCE: env.audience,
     AUTH_JWKS: JSON.stringify(keys.publicJwks),
     // The MCP Inspector's web UI, so it can connect from a browser.
     ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
   }
+  for (const name of OVERRIDABLE_SETTINGS) {
+    const value = shell[name]
+    if (value !== undefined) vars[name] = value
+  }
+  return vars
 }
 
 export function writeDevVars(env: DevEnv, vars: Record<string, string>): string {

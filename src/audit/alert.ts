@@ -171,7 +171,7 @@ export async function alertSignatureHeader(body: string, secret: string, timesta
   return `t=${timestamp},v1=${await signAlert(body, secret, timestamp)}`
 }
 
-function fromHex(hex: string): Uint8Array | null {
+function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
   if (hex.length !== 64 || !/^[0-9a-f]+$/i.test(hex)) return null
   const out = new Uint8Array(hex.length / 2)
   for (let i = 0; i < out.length; i += 1) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)
@@ -193,7 +193,7 @@ export async function verifyAlertSignature(
 ): Promise<boolean> {
   if (!header || secret.length === 0) return false
   let timestamp: number | null = null
-  const signatures: Uint8Array[] = []
+  const signatures: Uint8Array<ArrayBuffer>[] = []
   for (const part of header.split(',')) {
     const eq = part.indexOf('=')
     if (eq < 0) continue

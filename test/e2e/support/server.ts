@@ -116,7 +116,8 @@ async function waitForHealth(url: string, child: ChildProcess, output: () => str
   throw new Error(`${url}/healthz did not answer 200 within ${READY_TIMEOUT_MS / 1000} s (last: ${last})\n--- output ---\n${output()}`)
 }
 
-export async function startDevServer(): Promise<DevServer> {
+/** `vars`: optional Worker settings (e.g. ALERT_WEBHOOK_URL), passed the way a developer would: in the shell. */
+export async function startDevServer(opts: { vars?: Record<string, string> } = {}): Promise<DevServer> {
   const dir = mkdtempSync(join(tmpdir(), 'bastion-e2e-'))
   const [port, inspectorPort] = (await freePorts(2)) as [number, number]
   const origin = `http://127.0.0.1:${port}`
@@ -137,6 +138,7 @@ export async function startDevServer(): Promise<DevServer> {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
+      ...opts.vars,
       BASTION_DEV_DIR: dir,
       PORT: String(port),
       INSPECTOR_PORT: String(inspectorPort),
