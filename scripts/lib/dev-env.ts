@@ -91,7 +91,7 @@ export function writeDevVars(env: DevEnv, vars: Record<string, string>): string 
       return `${k}='${v}'`
     })
     .join('\n')
-  writeFileSync(file, `# Written by scripts/dev.ts for local development. Git-ignored; public values only.\n${text}\n`)
+  writeFileSync(file, `# Written by scripts/dev.ts for local development. Git-ignored; never holds the private signing key.\n${text}\n`)
   return file
 }
 
