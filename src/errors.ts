@@ -15,6 +15,8 @@ export type AppErrorKind =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'method_not_allowed'
+  | 'method_not_found'
+  | 'unavailable'
   | 'internal'
 
 interface Spec {
@@ -36,6 +38,9 @@ const SPECS: Record<AppErrorKind, Spec> = {
   payload_too_large: { status: 413, rpcCode: -32600, message: 'request body too large' },
   unsupported_media_type: { status: 415, rpcCode: -32600, message: 'content-type must be application/json' },
   method_not_allowed: { status: 405, rpcCode: -32600, message: 'method not allowed' },
+  // A JSON-RPC-level refusal: HTTP 200 with the standard "method not found" error.
+  method_not_found: { status: 200, rpcCode: -32601, message: 'method not found' },
+  unavailable: { status: 503, rpcCode: -32603, message: 'temporarily unavailable' },
   internal: { status: 500, rpcCode: -32603, message: 'internal error' },
 }
 

@@ -8,7 +8,7 @@ import { loadConfig } from './middleware/config.ts'
 import { cors } from './middleware/cors.ts'
 import { checkOrigin } from './middleware/origin.ts'
 import { bodyLimit } from './middleware/body-limit.ts'
-import { parseRpc } from './middleware/rpc.ts'
+import { checkRequest, parseRpc } from './middleware/rpc.ts'
 import { authenticate } from './middleware/authenticate.ts'
 import { audit } from './middleware/audit.ts'
 import { authorize } from './middleware/authorize.ts'
@@ -34,6 +34,7 @@ app.post(
   authenticate(),
   parseRpc(),
   audit(),
+  checkRequest(),
   authorize(),
   mcp(),
 )

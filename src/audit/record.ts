@@ -2,14 +2,15 @@
 // who (principal, never the token), what (tool, redacted and capped
 // arguments), how it ended (outcome, HTTP status, error code, duration) and
 // what came back (size and SHA-256 of the tool's output, plus a redacted,
-// capped excerpt). Redaction is driven by the tool's sensitive fields in the
+// capped excerpt — none for tools whose output keys the caller picks, such as
+// execute_query). Redaction is driven by the tool's sensitive fields in the
 // policy; emails, phone numbers and tokens in free text are redacted too.
 import type { Principal } from '../auth/principal.ts'
 import type { RpcMessage } from '../mcp/envelope.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
 import { sha256Hex } from './chain.ts'
-import { capJson, redact } from './redact.ts'
+import { capJson, redact, redactText } from './redact.ts'
 
 const INPUT_CAP_BYTES = 4096
 const EXCERPT_CAP_BYTES = 1024
@@ -30,16 +31,16 @@ export interface CallEnding {
   outputJson?: string | undefined
 }
 
-function sensitiveFor(tool: string | undefined): ReadonlySet<string> {
-  const settings = tool === undefined ? undefined : POLICY.tools.get(tool)
-  return settings ? new Set(settings.sensitiveFields) : DEFAULT_SENSITIVE
+function settingsFor(tool: string | undefined) {
+  return tool === undefined ? undefined : POLICY.tools.get(tool)
 }
 
 export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Date.now()): Promise<AuditRecord> {
-  const sensitive = sensitiveFor(facts.rpc.toolName)
+  const settings = settingsFor(facts.rpc.toolName)
+  const sensitive = settings ? new Set(settings.sensitiveFields) : DEFAULT_SENSITIVE
   const output = ending.outputJson
   let excerpt: string | null = null
-  if (output !== undefined) {
+  if (output !== undefined && (settings?.auditExcerpt ?? true)) {
     let parsed: unknown = output
     try {
       parsed = JSON.parse(output)
@@ -53,8 +54,9 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
     request_id: facts.requestId,
     sub: facts.principal.sub,
     token_id: facts.principal.tokenId,
-    client_name: facts.rpc.client?.name ?? null,
-    client_version: facts.rpc.client?.version ?? null,
+    // Self-reported by the client: scrubbed like any free text.
+    client_name: facts.rpc.client ? redactText(facts.rpc.client.name) : null,
+    client_version: facts.rpc.client ? redactText(facts.rpc.client.version) : null,
     method: facts.rpc.method ?? 'tools/call',
     tool: facts.rpc.toolName?.slice(0, 128) ?? null,
     outcome: ending.outcome,

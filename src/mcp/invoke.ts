@@ -10,7 +10,7 @@
 // marker in the text and `_meta["io.bastion/truncation"]` describing the cut.
 // It records the outcome on the request scope for the audit layer.
 import type { CallToolResult } from '@modelcontextprotocol/server'
-import { createDataAccess } from '../db/queries.ts'
+import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
 import { capStructured, truncationMarker } from '../limits/cap-output.ts'
 import { estimateTokens } from '../limits/estimate.ts'
@@ -49,11 +49,16 @@ export async function invokeTool(
   clientSignal: AbortSignal | undefined,
 ): Promise<CallToolResult> {
   const signal = AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), ...(clientSignal ? [clientSignal] : [])])
+  // A tool whose time ran out must not start a write after the caller was told it stopped.
+  const commit: Commit = (statements, output) => {
+    if (signal.aborted) return Promise.reject(new TimeoutError('aborted before commit'))
+    return scope.commit(statements, output)
+  }
   const ctx = {
     principal: scope.principal,
     signal,
     requestId: scope.requestId,
-    data: createDataAccess(scope.db, scope.commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes }),
+    data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes }),
     now: () => new Date(),
   }
   const record = (report: ToolReport) => {
@@ -94,7 +99,7 @@ export async function invokeTool(
     if (error instanceof TimeoutError) {
       const seconds = Math.round(settings.timeoutMs / 100) / 10
       scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
-      return failed(record({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }), `${tool.name} timed out after ${seconds}s; the work was aborted`)
+      return failed(record({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }), `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
     }
     scope.log('error', 'tool_failed', {
       tool: tool.name,

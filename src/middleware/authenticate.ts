@@ -5,7 +5,7 @@
 import { createMiddleware } from 'hono/factory'
 import type { Config } from '../config.ts'
 import type { AppEnv } from '../env.ts'
-import { unauthorized } from '../errors.ts'
+import { AppError, unauthorized } from '../errors.ts'
 import { createTokenVerifier, type TokenVerifier } from '../auth/verify.ts'
 import { effectiveScopes } from '../policy/decide.ts'
 import { POLICY } from '../policy/policy.ts'
@@ -33,7 +33,13 @@ export const authenticate = () =>
     }
     const result = await verifierFor(config)(match[1]!)
     if (!result.ok) {
-      log(result.code === 'keys_unavailable' ? 'error' : 'info', 'auth_refused', { code: result.code, detail: result.detail })
+      if (result.code === 'keys_unavailable') {
+        // The issuer's keys cannot be fetched: not the caller's fault, so not a
+        // 401 (which would make clients throw away a good token). Fail closed.
+        log('error', 'auth_keys_unavailable', { detail: result.detail })
+        throw new AppError('unavailable', { message: 'authorization keys are temporarily unavailable; retry later', headers: { 'retry-after': '30' } })
+      }
+      log('info', 'auth_refused', { code: result.code, detail: result.detail })
       throw unauthorized(config.resourceMetadataUrl, true, result.code)
     }
     const { token } = result

@@ -1,7 +1,10 @@
-// Parses the JSON-RPC envelope once (mcp/envelope.ts) and checks what can be
-// checked before the MCP layer: media type, JSON, JSON-RPC shape, and the
-// Mcp-Method / Mcp-Name headers against the body (for both protocol eras). Failures are 400 (415 for a wrong
-// Content-Type) with the matching JSON-RPC error code.
+// The JSON-RPC envelope, in two steps around the audit step:
+//   parseRpc      parses the body once (mcp/envelope.ts): not JSON → 400
+//                 -32700, not a JSON-RPC 2.0 object → 400 -32600;
+//   checkRequest  (after audit, so a refused tools/call is recorded) checks
+//                 the media type (415), the Mcp-Method / Mcp-Name headers
+//                 against the body (400 -32020, both protocol eras), and
+//                 refuses methods this server does not serve.
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
@@ -26,13 +29,29 @@ export function decodeNameHeader(value: string): string | undefined {
   }
 }
 
+/**
+ * Methods refused outright. `subscriptions/listen` (2026-07-28) would hold an
+ * SSE stream open per call for notifications this server never sends
+ * (its tool list is fixed per token: listChanged is false).
+ */
+const REFUSED_METHODS = new Set(['subscriptions/listen'])
+
 export const parseRpc = () =>
   createMiddleware<AppEnv>(async function parseRpc(c, next) {
-    const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-    if (type !== 'application/json') throw new AppError('unsupported_media_type')
     const parsed = parseEnvelope(c.var.body)
     if (!parsed.ok) throw new AppError(parsed.kind, { message: parsed.message, rpcId: parsed.id })
-    const message = parsed.message
+    c.set('rpc', parsed.message)
+    await next()
+  })
+
+export const checkRequest = () =>
+  createMiddleware<AppEnv>(async function checkRequest(c, next) {
+    const message = c.var.rpc
+    const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
+    if (type !== 'application/json') throw new AppError('unsupported_media_type', { rpcId: message.id })
+    if (message.method !== undefined && REFUSED_METHODS.has(message.method)) {
+      throw new AppError('method_not_found', { message: `method ${message.method} is not supported by this server`, rpcId: message.id })
+    }
     const methodHeader = c.req.header('mcp-method')
     if (methodHeader !== undefined && message.method !== undefined && methodHeader !== message.method) {
       throw new AppError('bad_header', {
@@ -48,6 +67,5 @@ export const parseRpc = () =>
         rpcId: message.id,
       })
     }
-    c.set('rpc', message)
     await next()
   })

@@ -24,6 +24,12 @@ export interface ToolSettings {
   outputTokens: number
   /** Argument or result keys whose values never reach the audit log. */
   sensitiveFields: readonly string[]
+  /**
+   * Whether the audit row keeps a (redacted) excerpt of the output. Off for
+   * tools whose output keys the caller chooses (SQL column aliases defeat
+   * key-based redaction): their rows keep only the output's size and digest.
+   */
+  auditExcerpt: boolean
   /** Calls per `sub` per window (enforced by the rate-limit layer). */
   rateLimit: { limit: number; windowSeconds: number }
 }
@@ -76,6 +82,7 @@ export const POLICY_INPUT: PolicyInput = {
     timeoutMs: 30_000,
     outputTokens: 10_000,
     sensitiveFields: PERSONAL_DATA,
+    auditExcerpt: true,
     rateLimit: { limit: 60, windowSeconds: 60 },
   },
   tools: {
@@ -85,7 +92,7 @@ export const POLICY_INPUT: PolicyInput = {
     update_order: { scope: 'orders:write' },
     create_ticket: { scope: 'tickets:write', sensitiveFields: [...PERSONAL_DATA, 'body'] },
     search: { scope: 'search:read', rateLimit: { limit: 60, windowSeconds: 60 } },
-    execute_query: { scope: 'sql:read', timeoutMs: 10_000 },
+    execute_query: { scope: 'sql:read', timeoutMs: 10_000, auditExcerpt: false },
   },
   maxArgumentTokens: 10_000,
   maxQueryRows: 500,

@@ -376,6 +376,29 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     expect(rows[0]).toMatchObject({ request_id: sent.requestId, tool: 'get_customer', outcome: 'timeout', http_status: 200, error_code: 'timeout' })
   })
 
+  it('a mutation whose time ran out before it committed is never applied afterwards', async () => {
+    const settings = POLICY.tools.get('update_order')!
+    const original = settings.timeoutMs
+    const [order] = await pendingOrders(1)
+    // The tool's read of the order takes 300 ms; its limit is 50 ms. Without
+    // the guard it would go on to commit after the caller was told it stopped.
+    const slow = { ...BASE, DB: dbWith(/FROM orders WHERE id = \?1/, { delayMs: 300 }) }
+    const logs = captureConsole()
+    let sent: Sent
+    settings.timeoutMs = 50
+    try {
+      sent = await call(await mintToken({ role: 'editor', sub: uniqueSub('late-commit') }), 'update_order', { orderId: order!.id, status: 'paid' }, { env: slow })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    } finally {
+      settings.timeoutMs = original
+      logs.restore()
+    }
+    expect(toolResult(sent).content[0]!.text).toContain('timed out')
+    const after = await DB.prepare('SELECT status FROM orders WHERE id = ?1').bind(order!.id).first<string>('status')
+    expect(after).toBe('pending')
+    expect((await auditRows()).map((r) => r.outcome)).toEqual(['timeout'])
+  })
+
   it('a successful update_order is recorded exactly once, as ok, with the digest of the returned order', async () => {
     const [order] = await pendingOrders(1)
     try {
@@ -428,6 +451,27 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     const anonymous = await post({ jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_001' } } })
     expect(anonymous.status).toBe(401)
     expect(await auditRows()).toEqual([])
+  })
+})
+
+describe('refusals after authentication are recorded too', () => {
+  it('records a tools/call refused for a mismatched Mcp-Name header as invalid_input (400)', async () => {
+    const token = await mintToken({ role: 'admin', sub: uniqueSub('hdr') })
+    const sent = await call(token, 'get_customer', { customerId: 'cus_001' }, { headers: { 'mcp-name': 'execute_query' } })
+    expect(sent.status).toBe(400)
+    const rows = await auditRows()
+    expect(rows).toHaveLength(1)
+    expect(rows[0]).toMatchObject({ tool: 'get_customer', outcome: 'invalid_input', http_status: 400, error_code: 'bad_header' })
+  })
+
+  it('keeps no output excerpt for execute_query, whose column aliases would defeat key-based redaction', async () => {
+    const token = await mintToken({ role: 'admin', sub: uniqueSub('sql-excerpt') })
+    const sent = await call(token, 'execute_query', { query: "SELECT address AS a, body AS b FROM customers, (SELECT 'secret ticket text' AS body) LIMIT 2" })
+    expect(toolResult(sent).isError).toBeFalsy()
+    const [row] = await auditRows()
+    expect(row).toMatchObject({ tool: 'execute_query', outcome: 'ok', output_excerpt: null })
+    expect(row!.output_sha256).toMatch(/^[0-9a-f]{64}$/)
+    expect(JSON.stringify({ ...row, input_json: null })).not.toContain('secret ticket text')
   })
 })
 

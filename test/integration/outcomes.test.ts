@@ -2,7 +2,7 @@
 // whole Worker: status, headers and JSON-RPC body of every refusal.
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import worker from '../../src/index.ts'
 import { mintToken } from '../support/tokens.ts'
 import { callWorker, connectClient, MCP_URL, rpc, rpcBody } from '../support/worker.ts'
@@ -231,6 +231,38 @@ describe('transport checks', () => {
     expect(res.status).toBe(405)
     expect(res.headers.get('allow')).toBe('POST')
     expect(res.headers.get('x-request-id')).toBeTruthy()
+  })
+})
+
+describe('methods the server does not serve', () => {
+  it('refuses subscriptions/listen (no long-lived streams for notifications it never sends)', async () => {
+    const res = await rpc('subscriptions/listen', { notifications: { toolsListChanged: true } }, { token: await mintToken({ role: 'admin' }), id: 9 })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toContain('application/json')
+    const body = await errorOf(res)
+    expect(body).toMatchObject({ id: 9, error: { code: -32601 } })
+  })
+})
+
+describe('identity provider outage', () => {
+  it('answers 503 with Retry-After, not 401, when the remote JWKS cannot be fetched', async () => {
+    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(async () => new Response('down', { status: 503 }))
+    try {
+      const ctx = createExecutionContext()
+      const outage = { ...testEnv(env), AUTH_JWKS: '', AUTH_JWKS_URL: 'https://issuer-outage.test/jwks.json' }
+      const req = new Request('https://bastion.test/mcp', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await mintToken({ role: 'admin' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+      })
+      const res = await worker.fetch(req, outage, ctx)
+      await waitOnExecutionContext(ctx)
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('30')
+      expect(res.headers.get('www-authenticate')).toBeNull()
+    } finally {
+      fetchSpy.mockRestore()
+    }
   })
 })
 
