@@ -12,6 +12,7 @@ const BENCHES = [
   ['SQL guard (parse + check + rewrite, per query)', 'sql-guard.ts'],
   ['token estimator and output cap', 'estimate.ts'],
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
+  ['end to end over HTTP (wrangler dev)', 'http.ts'],
 ] as const
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu'
