@@ -73,18 +73,22 @@
  *                        (`%.*c` width bombs), char (obfuscation floods),
  *                        sqlite_* (version/compile-option probes), readfile,
  *                        writefile, fts3_tokenizer, changes/last_insert_rowid;
- *                        and replace() nested inside replace() (each level
- *                        multiplies the length: an exponential bomb);
+ *                        and any growth function (hex, quote, json_quote,
+ *                        replace, concat_ws, group_concat, string_agg)
+ *                        nested inside another, e.g. hex(hex(...)) or
+ *                        replace(upper(replace(...))): each level multiplies
+ *                        the length, an exponential bomb;
  *   - unbounded_recursion a CTE that refers to itself without a literal
  *                        LIMIT <= MAX_RECURSIVE_ROWS on its compound SELECT.
  *
  * WHAT BOUNDS THE REST
- *   Values cannot grow without limit: one replace() multiplies a length at
- *   most by the replacement's length, substr() never grows, group_concat()
- *   and json_group_array() output is bounded by SQLite's SQLITE_MAX_LENGTH
- *   (D1: ~2 MB per value) and by the byte cap in execute.ts. Growth chained
- *   through CTEs (`x || x` per level) hits the same SQLite limit. Time is
- *   bounded by the tool's timeout; rows by the LIMIT this guard adds.
+ *   This guard is a speed bump for size, not the bound: growth can still be
+ *   chained through CTE levels (`x || x`, one hex() per CTE) up to SQLite's
+ *   SQLITE_MAX_LENGTH (D1: ~2 MB per value). What bounds what reaches the
+ *   Worker is execute.ts, inside SQLite: at most 64 output columns,
+ *   every text or blob value cut to 4 KiB, and rows past the byte budget
+ *   never sent. Time is bounded by the tool's timeout; rows by the LIMIT
+ *   this guard adds.
  *
  * PARSER VS SQLITE
  *   The guard is only as good as the agreement between the parser and
@@ -175,6 +179,22 @@ const FUNCTIONS: ReadonlySet<string> = new Set([
   'json_type', 'json_valid', 'json_group_array', 'json_group_object',
 ])
 
+/**
+ * Allowed functions that can multiply the length of a value: hex() doubles
+ * it, quote() and json_quote() double quote characters (and hex-encode
+ * blobs), replace() multiplies it by the replacement's length, concat_ws()
+ * repeats its separator once per argument, group_concat()/string_agg()
+ * once per row. One of them is harmless; one inside another (at any depth,
+ * through other functions and scalar subqueries) grows exponentially with
+ * the nesting depth, so it is refused. concat() and `||` are not on the
+ * list: their output is never longer than their inputs together, so growth
+ * through them needs the query text itself to repeat.
+ */
+const GROWTH_FUNCTIONS: ReadonlySet<string> = new Set([
+  'hex', 'quote', 'json_quote', 'replace', 'concat_ws', 'group_concat', 'string_agg',
+])
+const GROWTH_LIST = 'hex, quote, json_quote, replace, concat_ws, group_concat and string_agg'
+
 /** Why some notorious functions are refused, for a more useful message. */
 const FUNCTION_REASONS: Readonly<Record<string, string>> = {
   load_extension: 'it loads native code',
@@ -253,7 +273,7 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     allowedList: opts.allowedTables.map(asciiLower).join(', '),
     frames: [],
     tables: new Set(),
-    replaceDepth: 0,
+    growth: [],
   }
   try {
     walkQuery(statement, ctx)
@@ -367,8 +387,8 @@ interface WalkContext {
   frames: Map<string, CteEntry>[]
   /** real tables referenced (lower case) */
   tables: Set<string>
-  /** how many replace() calls enclose the current node */
-  replaceDepth: number
+  /** the growth functions (GROWTH_FUNCTIONS) enclosing the current node, outermost first */
+  growth: string[]
 }
 
 type NodeOf<T extends Node['type']> = Extract<Node, { type: T }>
@@ -577,15 +597,19 @@ function walkFunction(node: NodeOf<'func_call'>, ctx: WalkContext): void {
       `function ${clip(node.name.name)} is not allowed${reason ? ` (${reason})` : ''}; use aggregate, string, date/time, math or JSON functions`,
     )
   }
-  const isReplace = name === 'replace'
-  if (isReplace && ctx.replaceDepth > 0) {
-    throw new Refused('function_not_allowed', 'replace() nested inside replace() is not allowed (each level multiplies the length: an exponential blow-up)')
+  const growth = GROWTH_FUNCTIONS.has(name)
+  const outer = ctx.growth[ctx.growth.length - 1]
+  if (growth && outer !== undefined) {
+    throw new Refused(
+      'function_not_allowed',
+      `${name}() nested inside ${outer}() is not allowed (${GROWTH_LIST} can each multiply the length of a value, so nesting them grows it exponentially); apply at most one of them to a value`,
+    )
   }
-  if (isReplace) ctx.replaceDepth++
+  if (growth) ctx.growth.push(name)
   if (node.args) walkChildren(node.args, ctx)
   if (node.filter) walkChildren(node.filter, ctx)
   if (node.over) walkChildren(node.over, ctx)
-  if (isReplace) ctx.replaceDepth--
+  if (growth) ctx.growth.pop()
 }
 
 // ---------------------------------------------------------------------------

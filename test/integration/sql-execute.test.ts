@@ -1,11 +1,13 @@
 // executeReadOnly against a real D1 (workerd, schema.sql + demo data applied
 // by test/support/apply-schema.ts): every attack of the shared table is
 // refused and leaves the database as it was; every legitimate query returns
-// the same rows as running it directly; the row and byte caps hold; SQL
-// errors come back as one clean line; a write reported by D1 withholds rows.
+// the same rows as running it directly; the row and byte caps hold; values
+// are cut inside SQLite, so size bombs never reach the Worker; SQL errors
+// come back as one clean line, D1 outages are rethrown; a write reported by
+// D1 withholds rows.
 import { env } from 'cloudflare:workers'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { executeReadOnly, type ExecuteOptions, type ExecuteResult } from '../../src/sql/execute.ts'
+import { executeReadOnly, MAX_COLUMNS, MAX_VALUE_BYTES, TEXT_MARKER, type ExecuteOptions, type ExecuteResult } from '../../src/sql/execute.ts'
 import { ATTACKS, BUSINESS_TABLES, LEGIT } from '../support/sql-cases.ts'
 
 const opts: ExecuteOptions = { allowedTables: BUSINESS_TABLES, maxRows: 500, maxBytes: 256 * 1024 }
@@ -27,6 +29,31 @@ async function snapshot(): Promise<Record<string, number>> {
 
 function expectOk(result: ExecuteResult): asserts result is Extract<ExecuteResult, { ok: true }> {
   if (!result.ok) throw new Error(`expected rows, got ${JSON.stringify(result)}`)
+}
+
+const utf8 = (text: string) => new TextEncoder().encode(text).length
+
+/** env.DB, recording the size of the JSON of the rows each statement handed to the Worker. */
+function recordingD1(): { db: Pick<D1Database, 'prepare'>; received: number[] } {
+  const received: number[] = []
+  const db = {
+    prepare(sql: string) {
+      const statement = env.DB.prepare(sql)
+      return {
+        async raw(options: { columnNames: true }) {
+          const rows = await statement.raw(options)
+          received.push(utf8(JSON.stringify(rows)))
+          return rows
+        },
+        async all() {
+          const result = await statement.all()
+          received.push(utf8(JSON.stringify(result.results)))
+          return result
+        },
+      } as unknown as D1PreparedStatement
+    },
+  }
+  return { db, received }
 }
 
 let before: Record<string, number>
@@ -54,6 +81,7 @@ describe('runs legitimate queries with the same results as D1 itself', () => {
     const direct = await env.DB.prepare(sql).all<Record<string, unknown>>()
     expect(result.rows).toEqual(direct.results)
     expect(result.truncated).toBe(false)
+    expect(result.valuesTruncated).toBe(0)
     expect(result.rowCount).toBe(result.rows.length)
     if (rows) expect(result.rows).toEqual(rows)
     if (rowCount !== undefined) expect(result.rowCount).toBe(rowCount)
@@ -71,8 +99,20 @@ describe('runs legitimate queries with the same results as D1 itself', () => {
   it('keeps both columns when a join selects two columns of the same name', async () => {
     const result = await executeReadOnly(env.DB, "SELECT o.id, c.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = 'ord_0001'", opts)
     expectOk(result)
-    expect(result.columns).toHaveLength(2)
-    expect(result.rows[0]?.id).toBe('ord_0001')
+    expect(result.columns).toEqual(['id', 'id:1'])
+    expect(result.rows).toEqual([{ id: 'ord_0001', 'id:1': expect.stringMatching(/^cus_/) }])
+  })
+
+  it('keeps the order of the query through the capping layers', async () => {
+    for (const sql of [
+      'SELECT id, total_cents FROM orders ORDER BY total_cents DESC, id DESC',
+      'SELECT id, name FROM products ORDER BY name, id',
+      'SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id ORDER BY n DESC, customer_id',
+    ]) {
+      const result = await executeReadOnly(env.DB, sql, opts)
+      expectOk(result)
+      expect(result.rows).toEqual((await env.DB.prepare(sql).all()).results)
+    }
   })
 
   it('never reports a write for reads that sort, group, deduplicate or recurse', async () => {
@@ -141,9 +181,215 @@ describe('caps what comes back', () => {
     expect(result.bytes).toBe(new TextEncoder().encode(JSON.stringify([{ s: 'é€😀' }])).length)
   })
 
-  it('reports an empty result with no columns and no truncation', async () => {
+  it('reports an empty result with its columns and no truncation', async () => {
     const result = await executeReadOnly(env.DB, "SELECT * FROM customers WHERE id = 'nobody'", opts)
-    expect(result).toEqual({ ok: true, columns: [], rows: [], rowCount: 0, truncated: false, bytes: 2 })
+    expect(result).toEqual({
+      ok: true,
+      columns: ['id', 'name', 'company', 'email', 'phone', 'address', 'tier', 'created_at'],
+      rows: [],
+      rowCount: 0,
+      truncated: false,
+      valuesTruncated: 0,
+      bytes: 2,
+    })
+  })
+
+  it('stops sending rows inside SQLite once they are past maxBytes', async () => {
+    const { db, received } = recordingD1()
+    const result = await executeReadOnly(db, 'SELECT * FROM orders ORDER BY id', { ...opts, maxBytes: 1000 })
+    expectOk(result)
+    expect(result.truncated).toBe('bytes')
+    const direct = await env.DB.prepare('SELECT * FROM orders ORDER BY id').all<Record<string, unknown>>()
+    expect(result.rows).toEqual(direct.results.slice(0, result.rowCount))
+    // the probe's column names, then the kept rows and the one that did not fit: not 300 rows
+    expect(received).toHaveLength(2)
+    expect(received[1]).toBeLessThan(2000)
+    expect(utf8(JSON.stringify(direct.results))).toBeGreaterThan(50_000)
+  })
+})
+
+describe('caps values inside SQLite, so size bombs never reach the Worker', () => {
+  /** Every value's size in the JSON a client would get. */
+  function largestValue(rows: Record<string, unknown>[]): number {
+    let max = 0
+    for (const row of rows) for (const value of Object.values(row)) max = Math.max(max, typeof value === 'string' ? utf8(value) : utf8(JSON.stringify(value)))
+    return max
+  }
+  /** Most that may cross from D1 to the Worker: maxBytes, plus the one row that did not fit. */
+  const received = (maxBytes: number) => maxBytes + MAX_COLUMNS * (MAX_VALUE_BYTES * 4 + 16)
+
+  it('refuses the nested hex() bomb in the guard', async () => {
+    const bomb = `WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r LIMIT 10000) SELECT n, ${'hex('.repeat(20)}'a'${')'.repeat(20)} AS big FROM r`
+    expect(await executeReadOnly(env.DB, bomb, opts)).toMatchObject({ ok: false, code: 'function_not_allowed', message: expect.stringContaining('hex() nested inside hex()') })
+  })
+
+  it('cuts a hex() bomb chained through CTEs (501 rows of 1 MiB) to 4 KiB per value inside SQLite', async () => {
+    const chain = Array.from({ length: 19 }, (_, i) => `h${i + 1}(v) AS (SELECT hex(v) FROM h${i})`).join(', ')
+    const bomb = `WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 10000), h0(v) AS (SELECT hex('a')), ${chain} SELECT n, v AS big FROM r, h19`
+    // what the query makes: 1 MiB per row
+    expect(await env.DB.prepare(`SELECT length(big) AS l FROM (${bomb}) LIMIT 1`).first()).toEqual({ l: 2 ** 20 })
+    const { db, received: got } = recordingD1()
+    const result = await executeReadOnly(db, bomb, opts)
+    expectOk(result)
+    expect(result.columns).toEqual(['n', 'big'])
+    expect(result.truncated).toBe('bytes')
+    expect(result.rowCount).toBeGreaterThan(50)
+    expect(result.valuesTruncated).toBe(result.rowCount)
+    expect(largestValue(result.rows)).toBeLessThanOrEqual(MAX_VALUE_BYTES)
+    for (const [i, row] of result.rows.entries()) {
+      expect(row.n).toBe(i + 1)
+      expect(row.big).toMatch(/^[0-9A-F]+…$/)
+      expect(utf8(row.big as string)).toBe(MAX_VALUE_BYTES)
+    }
+    expect(result.bytes).toBeLessThanOrEqual(opts.maxBytes)
+    expect(utf8(JSON.stringify(result))).toBeLessThan(opts.maxBytes + 1000)
+    // 500 MiB made inside SQLite; about maxBytes crossed to the Worker
+    expect(got[1]).toBeLessThan(received(opts.maxBytes))
+  })
+
+  it('cuts `||` doubling in a recursive CTE, value by value', async () => {
+    const sql = "WITH RECURSIVE d(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM d LIMIT 21) SELECT n, length(s) AS len, s FROM d"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    expect(result.rowCount).toBe(21)
+    expect(result.truncated).toBe(false)
+    expect(result.valuesTruncated).toBe(8)
+    for (const row of result.rows) {
+      const n = row.n as number
+      expect(row.len).toBe(2 ** (n - 1))
+      expect(row.s).toBe(2 ** (n - 1) <= MAX_VALUE_BYTES ? 'x'.repeat(2 ** (n - 1)) : `${'x'.repeat(MAX_VALUE_BYTES - 3)}${TEXT_MARKER}`)
+    }
+  })
+
+  it('keeps the bytes that reach the Worker near maxBytes even for 64 columns of 256 KiB', { timeout: 30_000 }, async () => {
+    const columns = Array.from({ length: MAX_COLUMNS - 1 }, (_, i) => `s AS s${i}`).join(', ')
+    const sql = `WITH RECURSIVE d(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM d LIMIT 19), r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 10000) SELECT r.n, ${columns} FROM r, d WHERE d.n = 19`
+    const { db, received: got } = recordingD1()
+    const result = await executeReadOnly(db, sql, opts)
+    expectOk(result)
+    expect(result.columns).toHaveLength(MAX_COLUMNS)
+    expect(result.truncated).toBe('bytes')
+    expect(result.rowCount).toBe(1)
+    expect(result.valuesTruncated).toBe(MAX_COLUMNS - 1)
+    // without the budget inside SQLite: 501 rows x 63 x 4 KiB = 130 MB
+    expect(got[1]).toBeLessThan(received(opts.maxBytes))
+  })
+
+  it('caps a legitimate long text, keeps short values and the types of numbers and NULL', async () => {
+    const sql =
+      "SELECT id, price_cents, price_cents / 100.0 AS price, NULL AS missing, description, (SELECT group_concat(description, ' | ') FROM products) AS catalogue FROM products ORDER BY id LIMIT 3"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    const direct = (await env.DB.prepare(sql).all<Record<string, unknown>>()).results
+    const full = direct[0]!.catalogue as string
+    expect(utf8(full)).toBeGreaterThan(MAX_VALUE_BYTES)
+    expect(result.valuesTruncated).toBe(3)
+    expect(result.truncated).toBe(false)
+    for (const [i, row] of result.rows.entries()) {
+      expect(row.id).toBe(direct[i]!.id)
+      expect(row.description).toBe(direct[i]!.description)
+      expect(typeof row.price_cents).toBe('number')
+      expect(Number.isInteger(row.price_cents)).toBe(true)
+      expect(row.price).toBe(direct[i]!.price)
+      expect(typeof row.price).toBe('number')
+      expect(row.missing).toBeNull()
+      const cut = row.catalogue as string
+      expect(cut.endsWith(TEXT_MARKER)).toBe(true)
+      expect(utf8(cut)).toBeLessThanOrEqual(MAX_VALUE_BYTES)
+      expect(full.startsWith(cut.slice(0, -1))).toBe(true)
+    }
+  })
+
+  it('cuts multi-byte text on a character boundary, within 4 KiB', async () => {
+    const sql = "WITH RECURSIVE d(n, s) AS (SELECT 1, 'é€😀' UNION ALL SELECT n + 1, s || s FROM d LIMIT 12) SELECT s FROM d WHERE n = 12"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    const cut = result.rows[0]!.s as string
+    expect(result.valuesTruncated).toBe(1)
+    expect(utf8(cut)).toBeLessThanOrEqual(MAX_VALUE_BYTES)
+    expect(utf8(cut)).toBeGreaterThan(MAX_VALUE_BYTES / 2)
+    expect(cut.endsWith(TEXT_MARKER)).toBe(true)
+    expect('é€😀'.repeat(2 ** 11).startsWith(cut.slice(0, -1))).toBe(true)
+  })
+
+  it('cuts a text hidden behind a NUL (length() stops there) and a blob', async () => {
+    const sql =
+      "WITH RECURSIVE d(n, s, b) AS (SELECT 1, unhex('00') || 'x', x'ab' UNION ALL SELECT n + 1, s || s, CAST(b || b AS BLOB) FROM d LIMIT 16) SELECT length(s) AS chars, s, typeof(b) AS t, b FROM d WHERE n = 16"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    const row = result.rows[0]!
+    expect(row.chars).toBe(0)
+    expect(row.t).toBe('blob')
+    expect(result.valuesTruncated).toBe(2)
+    expect(utf8(row.s as string)).toBeLessThanOrEqual(MAX_VALUE_BYTES)
+    // D1 returns a blob as an array of byte values; cut to MAX_VALUE_BYTES, no marker possible
+    expect(row.b).toHaveLength(MAX_VALUE_BYTES)
+    expect((row.b as number[]).every((byte) => byte === 0xab)).toBe(true)
+  })
+
+  it('cuts a text that is not valid UTF-8 (one lead byte, then 64 KiB of continuation bytes: one "character" for substr)', async () => {
+    const sql =
+      "WITH RECURSIVE d(n, b) AS (SELECT 1, x'80' UNION ALL SELECT n + 1, CAST(b || b AS BLOB) FROM d LIMIT 17) SELECT length(t) AS chars, length(CAST(t AS BLOB)) AS bytes, t FROM (SELECT x'C0' || b AS t FROM d WHERE n = 17)"
+    const { db, received: got } = recordingD1()
+    const result = await executeReadOnly(db, sql, opts)
+    expectOk(result)
+    expect(result.rows[0]).toMatchObject({ chars: 1, bytes: 2 ** 16 + 1 })
+    expect(result.valuesTruncated).toBe(1)
+    expect((result.rows[0]!.t as string).endsWith(TEXT_MARKER)).toBe(true)
+    // D1 decodes the invalid bytes to U+FFFD (3 bytes each): still bounded
+    expect(got[1]).toBeLessThan(4 * MAX_VALUE_BYTES)
+  })
+
+  it('counts a cut blob', async () => {
+    const sql = "WITH RECURSIVE d(n, b) AS (SELECT 1, x'ab' UNION ALL SELECT n + 1, CAST(b || b AS BLOB) FROM d LIMIT 14) SELECT n, b FROM d WHERE n >= 13"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    expect(result.rows.map((r) => (r.b as number[]).length)).toEqual([MAX_VALUE_BYTES, MAX_VALUE_BYTES])
+    expect(result.valuesTruncated).toBe(1)
+  })
+
+  it('cuts duplicate columns (id, id:1) separately', async () => {
+    const sql =
+      "WITH RECURSIVE d(n, s) AS (SELECT 1, 'x' UNION ALL SELECT n + 1, s || s FROM d LIMIT 14) SELECT o.id, c.id, d.s, d.n AS s FROM orders o JOIN customers c ON c.id = o.customer_id, d WHERE o.id = 'ord_0001' AND d.n = 14"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    expect(result.columns).toEqual(['id', 'id:1', 's', 's:1'])
+    expect(result.rows).toEqual([{ id: 'ord_0001', 'id:1': expect.stringMatching(/^cus_/), s: `${'x'.repeat(MAX_VALUE_BYTES - 3)}${TEXT_MARKER}`, 's:1': 14 }])
+    expect(result.valuesTruncated).toBe(1)
+  })
+
+  it('handles column names that need quoting', async () => {
+    const sql = `SELECT 1 AS "a""b", 'x' AS "c d", 2 AS "__proto__", 3 AS "q", 4 AS "1+1", 5 AS "é"`
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    expect(result.columns).toEqual(['a"b', 'c d', '__proto__', 'q', '1+1', 'é'])
+    expect(JSON.stringify(result.rows)).toBe('[{"a\\"b":1,"c d":"x","__proto__":2,"q":3,"1+1":4,"é":5}]')
+  })
+
+  it(`refuses more than ${MAX_COLUMNS} output columns, accepts ${MAX_COLUMNS}`, async () => {
+    const select = (n: number) => `SELECT ${Array.from({ length: n }, (_, i) => `${i} AS c${i}`).join(', ')}`
+    const ok = await executeReadOnly(env.DB, select(MAX_COLUMNS), opts)
+    expectOk(ok)
+    expect(ok.columns).toHaveLength(MAX_COLUMNS)
+    expect(ok.rows[0]?.c63).toBe(63)
+    expect(await executeReadOnly(env.DB, select(MAX_COLUMNS + 1), opts)).toEqual({
+      ok: false,
+      kind: 'refused',
+      code: 'too_many_columns',
+      message: `the query returns ${MAX_COLUMNS + 1} columns; at most ${MAX_COLUMNS} are allowed: select only the columns you need`,
+    })
+  })
+
+  it('keeps columns apart when SQLite gives duplicates random suffixes (id:1068815424)', async () => {
+    const sql =
+      "SELECT * FROM orders o, customers c, products p, orders o2, customers c2, products p2 WHERE o.id = 'ord_0001' AND o2.id = o.id AND c.id = o.customer_id AND c2.id = c.id AND p.id = o.product_id AND p2.id = p.id"
+    const result = await executeReadOnly(env.DB, sql, opts)
+    expectOk(result)
+    expect(result.columns).toHaveLength(50)
+    expect(new Set(result.columns).size).toBe(50)
+    expect(result.columns.filter((c) => c.startsWith('id:')).length).toBe(5)
+    const direct = await env.DB.prepare(sql).raw()
+    expect(Object.values(result.rows[0]!)).toEqual(direct[0])
   })
 })
 
@@ -188,9 +434,9 @@ describe('reports SQL errors as one clean line', () => {
 
 describe('defence in depth: a write reported by D1 is an incident', () => {
   /** A D1 stand-in that answers every statement with the given meta. */
-  function fakeD1(meta: Partial<D1Meta>, results: Record<string, unknown>[] = [{ secret: 'row' }]): Pick<D1Database, 'prepare'> {
+  function fakeD1(meta: Partial<D1Meta>, results: Record<string, unknown>[] = [{ c0: 'secret row', cut: 0 }]): Pick<D1Database, 'prepare'> {
     const full: D1Meta = { duration: 0, size_after: 0, rows_read: 1, rows_written: 0, last_row_id: 0, changed_db: false, changes: 0, ...meta }
-    const statement = { all: async () => ({ success: true as const, meta: full, results }) }
+    const statement = { raw: async () => [['secret']], all: async () => ({ success: true as const, meta: full, results }) }
     return { prepare: () => statement as unknown as D1PreparedStatement }
   }
 
@@ -208,12 +454,32 @@ describe('defence in depth: a write reported by D1 is an incident', () => {
     })
     expect(JSON.stringify(result)).not.toContain('secret')
   })
+})
 
-  it('rethrows failures that are not SQL errors', async () => {
-    const broken: Pick<D1Database, 'prepare'> = {
-      prepare: () => ({ all: async () => { throw new Error('Network connection lost.') } }) as unknown as D1PreparedStatement,
+describe('tells SQL errors from D1 failures', () => {
+  /** A D1 stand-in whose statements fail with `message` (the probe, or only the run). */
+  function failingD1(message: string, only?: 'run'): Pick<D1Database, 'prepare'> {
+    const fail = async () => {
+      throw new Error(message)
     }
-    await expect(executeReadOnly(broken, 'SELECT 1', opts)).rejects.toThrow('Network connection lost.')
+    const raw = only === 'run' ? async () => [['one']] : fail
+    return { prepare: () => ({ raw, all: fail }) as unknown as D1PreparedStatement }
+  }
+
+  it.each([
+    'Network connection lost.',
+    'D1_ERROR: Network connection lost.',
+    'D1_ERROR: Internal error in D1 DB storage caused object to be reset.',
+    'D1_ERROR: D1 DB is overloaded. Requests queued for too long.',
+    'D1_ERROR: database is locked: SQLITE_BUSY',
+  ])('rethrows %j for the tool boundary to report as an internal error', async (message) => {
+    await expect(executeReadOnly(failingD1(message), 'SELECT 1 AS one', opts)).rejects.toThrow(message)
+    await expect(executeReadOnly(failingD1(message, 'run'), 'SELECT 1 AS one', opts)).rejects.toThrow(message)
+  })
+
+  it('refuses an SQL error the query can fix', async () => {
+    const result = await executeReadOnly(failingD1('D1_ERROR: no such column: foo: SQLITE_ERROR'), 'SELECT foo FROM customers', opts)
+    expect(result).toEqual({ ok: false, kind: 'refused', code: 'sql_error', message: 'no such column: foo' })
   })
 })
 

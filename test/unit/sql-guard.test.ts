@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { executeReadOnly, sqlErrorMessage } from '../../src/sql/execute.ts'
 import { guardQuery, MAX_QUERY_LENGTH, MAX_RECURSIVE_ROWS } from '../../src/sql/guard.ts'
 import { ATTACKS, BUSINESS_TABLES, LEGIT } from '../support/sql-cases.ts'
 
@@ -109,5 +110,149 @@ describe('SQL guard: boundaries', () => {
   it('rejects nonsensical maxRows at the call site', () => {
     expect(() => guardQuery('SELECT 1', { allowedTables: [], maxRows: 0 })).toThrow(RangeError)
     expect(() => guardQuery('SELECT 1', { allowedTables: [], maxRows: 1.5 })).toThrow(RangeError)
+  })
+})
+
+describe('SQL guard: growth functions', () => {
+  it('accepts each growth function alone, refuses any of them inside another', () => {
+    const growth = ['hex', 'quote', 'json_quote', 'replace', 'concat_ws', 'group_concat', 'string_agg']
+    const call = (fn: string, arg: string) =>
+      fn === 'replace' ? `replace(${arg}, 'a', 'bb')` : fn === 'concat_ws' ? `concat_ws(${arg}, 'x', 'y')` : fn === 'string_agg' ? `string_agg(${arg}, ',')` : `${fn}(${arg})`
+    for (const outer of growth) {
+      expect(guardQuery(`SELECT ${call(outer, 'name')} FROM customers`, opts).ok).toBe(true)
+      for (const inner of growth) {
+        const result = guardQuery(`SELECT ${call(outer, `lower(${call(inner, 'name')})`)} FROM customers`, opts)
+        expect(result).toMatchObject({ ok: false, code: 'function_not_allowed', message: expect.stringContaining(`${inner}() nested inside ${outer}()`) })
+      }
+    }
+  })
+
+  it('does not count concat(), || or JSON builders as growth', () => {
+    for (const sql of [
+      "SELECT concat(concat(id, '-'), concat(name, '!')) FROM customers",
+      'SELECT hex(id || name) FROM customers',
+      "SELECT json_group_array(json_object('id', id, 'name', upper(name))) FROM customers",
+      "SELECT group_concat(concat(id, ':', name), ';') FROM customers",
+    ]) {
+      expect(guardQuery(sql, opts).ok, sql).toBe(true)
+    }
+  })
+})
+
+describe("execute: which errors are the query's to fix", () => {
+  const probe = 'SELECT * FROM (\nSELECT foo FROM customers\n) LIMIT 0'
+  const original = 'SELECT foo FROM customers'
+
+  it.each([
+    ['D1_ERROR: no such column: foo at offset 23: SQLITE_ERROR', 'no such column: foo at offset 7'],
+    ['D1_ERROR: no such column: foo: SQLITE_ERROR', 'no such column: foo'],
+    ['D1_ERROR: no such table: nope: SQLITE_ERROR', 'no such table: nope'],
+    ['D1_ERROR: no such function: nope: SQLITE_ERROR', 'no such function: nope'],
+    ['D1_ERROR: near "FROM": syntax error at offset 20: SQLITE_ERROR', 'near "FROM": syntax error at offset 4'],
+    ['D1_ERROR: ambiguous column name: id: SQLITE_ERROR', 'ambiguous column name: id'],
+    ['D1_ERROR: misuse of aggregate: count(): SQLITE_ERROR', 'misuse of aggregate: count()'],
+    ['D1_ERROR: too many terms in compound SELECT: SQLITE_ERROR', 'too many terms in compound SELECT'],
+    ['D1_ERROR: 1st ORDER BY term out of range - should be between 1 and 2: SQLITE_ERROR', '1st ORDER BY term out of range - should be between 1 and 2'],
+    ['D1_ERROR: sub-select returns 8 columns - expected 1: SQLITE_ERROR', 'sub-select returns 8 columns - expected 1'],
+    ['D1_ERROR: not authorized to use function: sqlite_version: SQLITE_ERROR', 'not authorized to use function: sqlite_version'],
+    ['D1_ERROR: string or blob too big: SQLITE_TOOBIG', 'string or blob too big'],
+    ['D1_ERROR: integer overflow: SQLITE_ERROR', 'integer overflow'],
+    ['D1_ERROR: malformed JSON: SQLITE_ERROR', 'malformed JSON'],
+    ['Error: D1_ERROR: datatype mismatch: SQLITE_MISMATCH', 'datatype mismatch'],
+  ])('refuses %j as %j', (raw, message) => {
+    expect(sqlErrorMessage(new Error(raw), probe, original)).toBe(message)
+  })
+
+  it.each([
+    'D1_ERROR: Network connection lost.',
+    'D1_ERROR: Internal error in D1 DB storage caused object to be reset.',
+    'D1_ERROR: D1 DB is overloaded. Requests queued for too long.',
+    'D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.',
+    'D1_ERROR: Cannot resolve D1 DB due to transient issue on remote node.',
+    'D1_ERROR: database is locked: SQLITE_BUSY',
+    'D1_ERROR: disk I/O error: SQLITE_IOERR',
+    'D1_ERROR: out of memory: SQLITE_NOMEM',
+    'D1_ERROR: interrupted: SQLITE_INTERRUPT',
+    'D1_ERROR: no such column: foo: SQLITE_CORRUPT',
+    "D1_TYPE_ERROR: Type 'object' not supported for value '[object Object]'",
+    'Network connection lost.',
+    'no such column: foo',
+  ])('leaves %j to the tool boundary', (raw) => {
+    expect(sqlErrorMessage(new Error(raw), probe, original)).toBeUndefined()
+  })
+
+  it("in the run phase, refuses only run-time errors (a compile error there is the wrapper's fault)", () => {
+    expect(sqlErrorMessage(new Error('D1_ERROR: string or blob too big: SQLITE_TOOBIG'), 'x', original, 'run')).toBe('string or blob too big')
+    expect(sqlErrorMessage(new Error('D1_ERROR: malformed JSON: SQLITE_ERROR'), 'x', original, 'run')).toBe('malformed JSON')
+    expect(sqlErrorMessage(new Error('D1_ERROR: no such column: q.id at offset 900: SQLITE_ERROR'), 'x', original, 'run')).toBeUndefined()
+    expect(sqlErrorMessage(new Error('D1_ERROR: near "x": syntax error: SQLITE_ERROR'), 'x', original, 'run')).toBeUndefined()
+  })
+})
+
+describe('execute: against a stub D1', () => {
+  const limits = { allowedTables: BUSINESS_TABLES, maxRows: 10, maxBytes: 10_000 }
+  /** A D1 whose probe (raw) and run (all) answer as given; it records the statements prepared. */
+  function stub(probe: () => Promise<unknown>, run: () => Promise<unknown>) {
+    const statements: string[] = []
+    const db = {
+      prepare: (sql: string) => {
+        statements.push(sql)
+        return { raw: probe, all: run } as unknown as D1PreparedStatement
+      },
+    }
+    return { db, statements }
+  }
+  const fail = (message: string) => async () => {
+    throw new Error(message)
+  }
+  const columns = async () => [['id']]
+  const rows = async () => ({ success: true, meta: { changed_db: false, rows_written: 0, changes: 0 }, results: [{ c0: 'cus_001', cut: 0 }] })
+
+  it.each([
+    'D1_ERROR: Network connection lost.',
+    'D1_ERROR: Internal error in D1 DB storage caused object to be reset.',
+    'D1_ERROR: D1 DB is overloaded. Too many requests queued.',
+  ])('rethrows %j from the probe or the run', async (message) => {
+    await expect(executeReadOnly(stub(fail(message), rows).db, 'SELECT id FROM customers', limits)).rejects.toThrow(message)
+    await expect(executeReadOnly(stub(columns, fail(message)).db, 'SELECT id FROM customers', limits)).rejects.toThrow(message)
+  })
+
+  it('refuses an SQL error raised by the probe', async () => {
+    const { db } = stub(fail('D1_ERROR: no such column: foo: SQLITE_ERROR'), rows)
+    expect(await executeReadOnly(db, 'SELECT foo FROM customers', limits)).toEqual({ ok: false, kind: 'refused', code: 'sql_error', message: 'no such column: foo' })
+  })
+
+  it('refuses a run-time error of the run, rethrows a compile error of the run', async () => {
+    const tooBig = stub(columns, fail('D1_ERROR: string or blob too big: SQLITE_TOOBIG'))
+    expect(await executeReadOnly(tooBig.db, 'SELECT id FROM customers', limits)).toMatchObject({ code: 'sql_error', message: 'string or blob too big' })
+    const broken = stub(columns, fail('D1_ERROR: no such column: q."id": SQLITE_ERROR'))
+    await expect(executeReadOnly(broken.db, 'SELECT id FROM customers', limits)).rejects.toThrow('no such column')
+  })
+
+  it('refuses more than 64 output columns before running anything', async () => {
+    const many = Array.from({ length: 65 }, (_, i) => `c${i}`)
+    const { db, statements } = stub(async () => [many], fail('must not run'))
+    expect(await executeReadOnly(db, 'SELECT * FROM customers', limits)).toMatchObject({
+      ok: false,
+      kind: 'refused',
+      code: 'too_many_columns',
+      message: expect.stringContaining('returns 65 columns; at most 64'),
+    })
+    expect(statements).toHaveLength(1)
+  })
+
+  it('treats a probe that reports no columns as an internal error', async () => {
+    await expect(executeReadOnly(stub(async () => [], rows).db, 'SELECT id FROM customers', limits)).rejects.toThrow('no output columns')
+  })
+
+  it('probes with LIMIT 0, then runs the capped statement over the columns by position', async () => {
+    const { db, statements } = stub(async () => [['id', 'a"b']], rows)
+    const result = await executeReadOnly(db, 'SELECT id, 1 AS "a""b" FROM customers', limits)
+    expect(result).toMatchObject({ ok: true, columns: ['id', 'a"b'], rows: [{ id: 'cus_001' }], valuesTruncated: 0 })
+    expect(statements[0]).toBe('SELECT * FROM (\nSELECT id, 1 AS "a""b" FROM customers\n) LIMIT 0')
+    // columns are renamed by position, never referred to by name
+    expect(statements[1]).toContain('WITH q(c0, c1) AS (SELECT * FROM (\nSELECT id, 1 AS "a""b" FROM customers\n) LIMIT 11) SELECT')
+    expect(statements[1]).toContain('FROM q LIMIT 11 OFFSET 0')
+    expect(statements[1]!.split('a""b')).toHaveLength(2)
   })
 })
