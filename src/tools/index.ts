@@ -17,4 +17,4 @@ export const TOOLS: readonly ToolDefinition[] = [
   createTicket,
   search,
   executeQuery,
-] as unknown as readonly ToolDefinition[]
+]
