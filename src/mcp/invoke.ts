@@ -37,10 +37,6 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal, timeoutMs: number):
   })
 }
 
-function failed(report: ToolReport, text: string): CallToolResult {
-  return { content: [{ type: 'text', text }], isError: true }
-}
-
 export async function invokeTool(
   tool: ToolDefinition,
   settings: ToolSettings,
@@ -63,12 +59,14 @@ export async function invokeTool(
   }
   const record = (report: ToolReport) => {
     scope.report = report
-    return report
+  }
+  const failed = (report: ToolReport, text: string): CallToolResult => {
+    record(report)
+    return { content: [{ type: 'text', text }], isError: true }
   }
   const argumentTokens = estimateTokens(JSON.stringify(args ?? {}))
   if (argumentTokens > POLICY.maxArgumentTokens) {
-    return failed(
-      record({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined, truncated: false }),
+    return failed({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined, truncated: false },
       `arguments are about ${argumentTokens.toLocaleString('en-US')} tokens; the limit is ${POLICY.maxArgumentTokens.toLocaleString('en-US')} tokens per call`,
     )
   }
@@ -94,18 +92,18 @@ export async function invokeTool(
     }
   } catch (error) {
     if (error instanceof ToolError) {
-      return failed(record({ outcome: error.outcome, errorCode: error.code, outputJson: undefined, truncated: false }), error.message)
+      return failed({ outcome: error.outcome, errorCode: error.code, outputJson: undefined, truncated: false }, error.message)
     }
     if (error instanceof TimeoutError) {
       const seconds = Math.round(settings.timeoutMs / 100) / 10
       scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
-      return failed(record({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }), `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
+      return failed({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }, `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
     }
     scope.log('error', 'tool_failed', {
       tool: tool.name,
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       stack: error instanceof Error ? error.stack : undefined,
     })
-    return failed(record({ outcome: 'error', errorCode: 'internal', outputJson: undefined, truncated: false }), `internal error (request ${scope.requestId})`)
+    return failed({ outcome: 'error', errorCode: 'internal', outputJson: undefined, truncated: false }, `internal error (request ${scope.requestId})`)
   }
 }
