@@ -101,9 +101,14 @@ export interface SqlLimits {
 
 export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits) {
   return {
-    /** execute_query: parsed, allow-listed, row- and byte-capped (src/sql/). */
+    /**
+     * execute_query: parsed, allow-listed, row- and byte-capped (src/sql/).
+     * Runs in an unconstrained D1 session, so with read replication enabled
+     * ad-hoc SQL is served by replicas and stays off the primary that takes
+     * the mutations and the audit log.
+     */
     readOnlyQuery(query: string): Promise<ExecuteResult> {
-      return executeReadOnly(db, query, sql)
+      return executeReadOnly(typeof db.withSession === 'function' ? db.withSession('first-unconstrained') : db, query, sql)
     },
 
     async getCustomer(id: string): Promise<Customer | null> {
