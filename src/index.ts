@@ -1,4 +1,7 @@
-// mcp-bastion: composition only. Read it as the request's path (DESIGN.md §1).
+// mcp-bastion: composition only. Read it as the request's path (DESIGN.md §1),
+// with two deliberate moves: authentication comes before the envelope is
+// parsed (an anonymous caller gets 401 and learns nothing from the parser),
+// and the header checks come after audit (a refused tools/call is recorded).
 import { Hono } from 'hono'
 import type { AppEnv } from './env.ts'
 import { AppError, errorResponse } from './errors.ts'

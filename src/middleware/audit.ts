@@ -46,7 +46,11 @@ export const audit = () =>
       const result = await commitWithAudit(c.env.DB, statements, () => ({ ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }), {
         requireChange: true,
       })
-      if (result.applied) auditedInline = true
+      if (result.applied) {
+        auditedInline = true
+        // The chain head in the Worker log: an outside anchor for audit:verify.
+        c.var.log('debug', 'audit_written', { seq: result.row.seq, hash: result.row.hash, outcome: 'ok' })
+      }
       return result.applied
     })
 
