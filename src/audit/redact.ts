@@ -107,6 +107,11 @@ const PHONE = new RegExp(
   String.raw`(?:[\s.-]\(?\d{1,15}\)?){0,7}(?![\p{L}\p{N}_@]|[.:-]\d)`,
   'gu',
 )
+// A UUID (request ids, jti) is tried first at each position, so its leading
+// digit groups ("63799822-9136-4236-…") are never taken for a phone number.
+const UUID = String.raw`(?<![\p{L}\p{N}])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\p{L}\p{N}])`
+const UUID_OR_PHONE = new RegExp(`${UUID}|${PHONE.source}`, 'gu')
+const IS_UUID = new RegExp(`^${UUID}$`, 'u')
 const NOT_A_PHONE = [
   /^\d{4}[-.]\d{1,2}[-.]\d{1,2}$/, // 2026-01-15, 2026.01.15
   /^\d{1,2}[-.]\d{1,2}[-.]\d{2,4}$/, // 15.01.2026, 15-01-26
@@ -121,6 +126,7 @@ const NOT_A_PHONE = [
  * Longer runs are redacted too: over-redaction is the safe error.
  */
 function phoneReplacement(match: string): string {
+  if (IS_UUID.test(match)) return match
   const trimmed = match.trim()
   if (NOT_A_PHONE.some((re) => re.test(trimmed))) return match
   const digits = trimmed.replace(/\D/g, '').length
@@ -138,7 +144,7 @@ export function redactText(text: string): string {
     .replace(API_KEY, REDACTED_TOKEN)
     .replace(CREDENTIAL_PARAM, (_m, prefix: string, quote: string) => `${prefix}${quote}${REDACTED_TOKEN}${quote}`)
     .replace(EMAIL, REDACTED_EMAIL)
-    .replace(PHONE, phoneReplacement)
+    .replace(UUID_OR_PHONE, phoneReplacement)
 }
 
 const encoder = new TextEncoder()

@@ -176,3 +176,14 @@ describe('capJson', () => {
     expect(capJson(cyclic, 100)).toBe('"[unserializable]"')
   })
 })
+
+describe('identifiers are not personal data', () => {
+  it('keeps request ids and other UUIDs whose first groups are digits intact', () => {
+    const ids = ['63799822-9136-4236-b2ec-95fc75e2956b', '12345678-1234-1234-1234-123456789012']
+    for (const id of ids) expect(redactText(`request ${id} failed`)).toBe(`request ${id} failed`)
+  })
+
+  it('still redacts a phone number next to a request id', () => {
+    expect(redactText('63799822-9136-4236-b2ec-95fc75e2956b: call 555-123-4567')).toBe('63799822-9136-4236-b2ec-95fc75e2956b: call [redacted-phone]')
+  })
+})
