@@ -235,16 +235,10 @@ function cutStrings(root: Json, max: number, force: boolean): number {
       hi = guess - 1
     }
   }
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1
-    applyStringCap(slots, mid)
-    if (measure(root) <= max) {
-      fits = mid
-      lo = mid + 1
-    } else {
-      hi = mid - 1
-    }
-  }
+  fits = largestFitting(lo, hi, fits, (cap) => {
+    applyStringCap(slots, cap)
+    return measure(root) <= max
+  })
   if (fits < 0 && !force) {
     applyStringCap(slots, Number.POSITIVE_INFINITY) // restore
     return -1

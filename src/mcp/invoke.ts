@@ -66,7 +66,7 @@ export async function invokeTool(
   }
   const argumentTokens = estimateTokens(JSON.stringify(args ?? {}))
   if (argumentTokens > POLICY.maxArgumentTokens) {
-    return failed({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined, truncated: false },
+    return failed({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined },
       `arguments are about ${argumentTokens.toLocaleString('en-US')} tokens; the limit is ${POLICY.maxArgumentTokens.toLocaleString('en-US')} tokens per call`,
     )
   }
@@ -74,7 +74,7 @@ export async function invokeTool(
     const output = (await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)) as Record<string, unknown>
     const capped = capStructured(output, settings.outputTokens)
     const json = JSON.stringify(capped.value)
-    record({ outcome: 'ok', errorCode: undefined, outputJson: json, truncated: capped.truncated })
+    record({ outcome: 'ok', errorCode: undefined, outputJson: json })
     if (!capped.truncated) return { content: [{ type: 'text', text: json }], structuredContent: output }
     const marker = truncationMarker(capped, settings.outputTokens)
     return {
@@ -92,18 +92,18 @@ export async function invokeTool(
     }
   } catch (error) {
     if (error instanceof ToolError) {
-      return failed({ outcome: error.outcome, errorCode: error.code, outputJson: undefined, truncated: false }, error.message)
+      return failed({ outcome: error.outcome, errorCode: error.code, outputJson: undefined }, error.message)
     }
     if (error instanceof TimeoutError) {
       const seconds = Math.round(settings.timeoutMs / 100) / 10
       scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
-      return failed({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined, truncated: false }, `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
+      return failed({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined }, `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
     }
     scope.log('error', 'tool_failed', {
       tool: tool.name,
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       stack: error instanceof Error ? error.stack : undefined,
     })
-    return failed({ outcome: 'error', errorCode: 'internal', outputJson: undefined, truncated: false }, `internal error (request ${scope.requestId})`)
+    return failed({ outcome: 'error', errorCode: 'internal', outputJson: undefined }, `internal error (request ${scope.requestId})`)
   }
 }

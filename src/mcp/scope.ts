@@ -13,8 +13,6 @@ export interface ToolReport {
   errorCode: string | undefined
   /** The JSON text of what the tool returned (structured content), when it returned. */
   outputJson: string | undefined
-  /** Whether the output was cut to the tool's output cap. */
-  truncated: boolean
 }
 
 export interface RequestScope {
