@@ -255,6 +255,15 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     return refusal('invalid_character', `the query contains the control character U+${code.toUpperCase()} at offset ${control.index}`)
   }
 
+  const foreign = firstNonAsciiOutsideQuotes(query)
+  if (foreign !== -1) {
+    const code = query.codePointAt(foreign)!.toString(16).toUpperCase().padStart(4, '0')
+    return refusal(
+      'invalid_character',
+      `the query contains the non-ASCII character U+${code} at offset ${foreign} outside a string literal or quoted identifier; SQLite and the guard may read it differently, so only ASCII is allowed there`,
+    )
+  }
+
   const parsed = parseSqlite(query)
   if (!parsed.ok) return parsed
   const statements = parsed.program.statements.filter((s) => s.type !== 'empty')
@@ -657,4 +666,34 @@ function clip(text: string): string {
 
 function refusal(code: GuardCode, message: string): GuardRefusal {
   return { ok: false, code, message }
+}
+
+/**
+ * Offset of the first non-ASCII character that is not inside a '...' string literal or a
+ * "...", `...`, [...] quoted identifier (scanned the way SQLite's tokenizer does), else -1.
+ * Comments get no exemption: outside quotes only ASCII is allowed, so the guard's parser and
+ * SQLite cannot disagree about Unicode whitespace or look-alike letters.
+ */
+export function firstNonAsciiOutsideQuotes(query: string): number {
+  let i = 0
+  while (i < query.length) {
+    const c = query[i]!
+    const close = c === "'" ? "'" : c === '"' ? '"' : c === '`' ? '`' : c === '[' ? ']' : null
+    if (close !== null) {
+      i++
+      while (i < query.length) {
+        if (query[i] === close) {
+          // doubled quote is an escaped quote, except inside [...]
+          if (close !== ']' && query[i + 1] === close) { i += 2; continue }
+          break
+        }
+        i++
+      }
+      i++
+      continue
+    }
+    if (query.charCodeAt(i) > 0x7f) return i
+    i++
+  }
+  return -1
 }

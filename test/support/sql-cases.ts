@@ -58,10 +58,10 @@ export const ATTACKS: AttackCase[] = [
   attack('vertical tab as whitespace', 'SELECT\u000b* FROM audit_log', 'invalid_character', 'U+000B'),
 
   // unicode look-alikes
-  attack('Cyrillic e in SELECT', 'S\u0415LECT * FROM audit_log', 'parse_error', 'non-ASCII'),
-  attack('full-width SELECT', '\uff33\uff25\uff2c\uff25\uff23\uff34 * FROM audit_log', 'parse_error', 'syntax error at line 1, column 1'),
-  attack('zero-width space inside DELETE', 'DE\u200bLETE FROM orders', 'parse_error', 'syntax error'),
-  attack('zero-width space inside a table name', 'SELECT * FROM audit\u200blog', 'table_not_allowed', NOT_QUERYABLE),
+  attack('Cyrillic e in SELECT', 'S\u0415LECT * FROM audit_log', 'invalid_character', 'non-ASCII'),
+  attack('full-width SELECT', '\uff33\uff25\uff2c\uff25\uff23\uff34 * FROM audit_log', 'invalid_character', 'non-ASCII character U+FF33'),
+  attack('zero-width space inside DELETE', 'DE\u200bLETE FROM orders', 'invalid_character', 'U+200B'),
+  attack('zero-width space inside a table name', 'SELECT * FROM audit\u200blog', 'invalid_character', 'U+200B'),
 
   // DML hidden in or behind a CTE
   attack('DELETE inside a CTE', 'WITH x AS (DELETE FROM orders RETURNING *) SELECT * FROM x', 'parse_error', 'syntax error at line 1, column 42'),

@@ -54,7 +54,7 @@ describe('SQL guard: the rewritten query', () => {
   it('matches table names case-insensitively in ASCII only, as SQLite does', () => {
     expect(guardQuery('SELECT * FROM CUSTOMERS', opts).ok).toBe(true)
     // U+212A KELVIN SIGN lower-cases to "k" in JavaScript but not in SQLite
-    expect(guardQuery('SELECT * FROM tic\u212Aets', opts)).toMatchObject({ ok: false, code: 'table_not_allowed' })
+    expect(guardQuery('SELECT * FROM tic\u212Aets', opts)).toMatchObject({ ok: false, code: 'invalid_character' })
   })
 })
 
@@ -254,5 +254,23 @@ describe('execute: against a stub D1', () => {
     expect(statements[1]).toContain('WITH q(c0, c1) AS (SELECT * FROM (\nSELECT id, 1 AS "a""b" FROM customers\n) LIMIT 11) SELECT')
     expect(statements[1]).toContain('FROM q LIMIT 11 OFFSET 0')
     expect(statements[1]!.split('a""b')).toHaveLength(2)
+  })
+})
+
+describe('non-ASCII outside quotes (issue #13 item 1)', () => {
+  const o = { allowedTables: [...BUSINESS_TABLES], maxRows: 100 }
+  it.each([
+    ['U+00A0 between FROM and a table name', 'SELECT id FROM\u00a0orders'],
+    ['U+2028 as whitespace', 'SELECT id\u2028FROM orders'],
+    ['U+FEFF before a keyword', '\ufeffSELECT id FROM orders'],
+    ['a look-alike letter in a keyword', 'SELECT id FR\u039fM orders'],
+    ['non-ASCII inside a comment', 'SELECT id FROM orders /* \u00a0 */'],
+  ])('refuses %s', (_name, sql) => {
+    const result = guardQuery(sql, o)
+    expect(result.ok).toBe(false)
+    if (!result.ok) expect(result.code).toBe('invalid_character')
+  })
+  it('still accepts non-ASCII inside string literals and quoted identifiers', () => {
+    expect(guardQuery("SELECT id FROM orders WHERE id = 'caf\u00e9 ''\u00a0'''", o).ok).toBe(true)
   })
 })
