@@ -167,7 +167,8 @@ function ticketIdOf(sent: Sent): string {
  * fail (`throw`) or answer only after `delayMs`. The audit appends use the
  * same binding, so the pattern must match only the tool's own query.
  */
-function dbWith(pattern: RegExp, fault: { throw: string } | { delayMs: number }): D1Database {
+function dbWith(pattern: RegExp, fault: { throw: string } | { delayMs: number; onDone?: () => void }): D1Database {
+  const onDone = 'delayMs' in fault ? fault.onDone : undefined
   const delayed = (statement: D1PreparedStatement, ms: number): D1PreparedStatement => new Proxy(statement, {
     get(target, property) {
       if (property === 'bind') return (...values: unknown[]) => delayed(target.bind(...values), ms)
@@ -176,7 +177,11 @@ function dbWith(pattern: RegExp, fault: { throw: string } | { delayMs: number })
       if (property === 'first' || property === 'all' || property === 'run' || property === 'raw') {
         return async (...args: unknown[]) => {
           await new Promise((resolve) => setTimeout(resolve, ms))
-          return (value as (...a: unknown[]) => unknown).apply(target, args)
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+          } finally {
+            onDone?.()
+          }
         }
       }
       return (value as (...a: unknown[]) => unknown).bind(target)
@@ -382,13 +387,36 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     const [order] = await pendingOrders(1)
     // The tool's read of the order takes 300 ms; its limit is 50 ms. Without
     // the guard it would go on to commit after the caller was told it stopped.
-    const slow = { ...BASE, DB: dbWith(/FROM orders WHERE id = \?1/, { delayMs: 300 }) }
+    // Latch instead of a fixed sleep: `readDone` fires when the delayed read has
+    // returned to the tool; one macrotask turn later every continuation of the
+    // tool (including any commit it started) has run, and every batch it started
+    // is awaited before the order is checked.
+    let readDone!: () => void
+    const latch = new Promise<void>((resolve) => { readDone = resolve })
+    const batches: Promise<unknown>[] = []
+    const delayedDb = dbWith(/FROM orders WHERE id = \?1/, { delayMs: 300, onDone: () => readDone() })
+    const watched = new Proxy(delayedDb, {
+      get(target, property) {
+        if (property === 'batch') {
+          return (statements: D1PreparedStatement[]) => {
+            const pending = target.batch(statements)
+            batches.push(pending.catch(() => undefined))
+            return pending
+          }
+        }
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
+      },
+    })
+    const slow = { ...BASE, DB: watched }
     const logs = captureConsole()
     let sent: Sent
     settings.timeoutMs = 50
     try {
       sent = await call(await mintToken({ role: 'editor', sub: uniqueSub('late-commit') }), 'update_order', { orderId: order!.id, status: 'paid' }, { env: slow })
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      await latch
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      await Promise.all(batches)
     } finally {
       settings.timeoutMs = original
       logs.restore()
