@@ -370,7 +370,11 @@ describe('createTokenVerifier accepts good tokens', () => {
     const again = await verifier()(token)
     expect(again.ok && again.token.tokenId).toBe(result.token.tokenId)
     const other = await verifier()(await sign({ payload: claims({ sub: 'agent-2' }) }))
-    expect(other.ok && other.token.tokenId).not.toBe(result.token.tokenId)
+    // Assert acceptance first: `other.ok && …` alone would pass (false !== id) if the token were refused.
+    expect(other.ok).toBe(true)
+    if (!other.ok) return
+    expect(other.token.tokenId).toMatch(/^sha256:[0-9a-f]{16}$/)
+    expect(other.token.tokenId).not.toBe(result.token.tokenId)
   })
 
   it('falls back to the digest id when jti is over-long', async () => {
