@@ -61,7 +61,18 @@
  * statement (then the wrapper here is at fault, not the query). Timeouts are
  * the caller's concern (it races this with its signal).
  */
-import { guardQuery, type GuardCode } from './guard.ts'
+import type { GuardCode } from './guard.ts'
+
+/**
+ * The guard (and sql-parser-cst behind it) is loaded on the first
+ * execute_query call, once per isolate, so Worker startup does not pay for
+ * building the parser. Memoized: concurrent first calls share one import.
+ */
+let guardModule: Promise<typeof import('./guard.ts')> | undefined
+function loadGuard(): Promise<typeof import('./guard.ts')> {
+  guardModule ??= import('./guard.ts')
+  return guardModule
+}
 
 export interface ExecuteOptions {
   allowedTables: readonly string[]
@@ -106,6 +117,7 @@ export async function executeReadOnly(
   if (!Number.isInteger(opts.maxBytes) || opts.maxBytes < 2) {
     throw new RangeError('executeReadOnly: maxBytes must be an integer >= 2')
   }
+  const { guardQuery } = await loadGuard()
   const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows })
   if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
 
