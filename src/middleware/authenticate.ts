@@ -16,7 +16,7 @@ const verifiers = new WeakMap<Config, TokenVerifier>()
 function verifierFor(config: Config): TokenVerifier {
   let verifier = verifiers.get(config)
   if (!verifier) {
-    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks })
+    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks, requireAtJwt: config.requireAtJwt })
     verifiers.set(config, verifier)
   }
   return verifier
