@@ -26,10 +26,13 @@ describe('authentication (401)', () => {
   it('answers an invalid token with error="invalid_token" and no reason', async () => {
     const res = await rpc('tools/list', {}, { token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln' })
     expect(res.status).toBe(401)
-    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
-    expect(res.headers.get('www-authenticate')).toContain(`resource_metadata="${PRM}"`)
+    // The whole challenge: the generic description only, no reason (unknown key, bad signature …).
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer error="invalid_token", error_description="invalid token", resource_metadata="${PRM}"`)
     const body = await errorOf(res)
     expect(body.error.message).toBe('invalid token')
+    expect(body.error.code).toBe(-32001)
+    // `data` carries the request id and nothing else: no failure code or detail.
+    expect(body.error.data).toEqual({ requestId: res.headers.get('x-request-id') })
   })
 
   it('refuses an expired token', async () => {
