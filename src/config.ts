@@ -46,6 +46,7 @@ const RawConfig = z
     ALERT_WEBHOOK_URL: optionalText.pipe(httpsUrl('ALERT_WEBHOOK_URL').optional()),
     ALERT_WEBHOOK_SECRET: optionalText,
     AUDIT_RETENTION_DAYS: optionalText,
+    AUTH_REQUIRE_AT_JWT: optionalText,
   })
   .loose()
 
@@ -60,6 +61,8 @@ export interface Config {
   maxBodyBytes: number
   alertWebhook: { url: string; secret: string } | undefined
   auditRetentionDays: number
+  /** AUTH_REQUIRE_AT_JWT: access tokens must carry `typ: at+jwt` (RFC 9068). */
+  requireAtJwt: boolean
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
@@ -141,6 +144,11 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const auditRetentionDays = positiveInt(raw.AUDIT_RETENTION_DAYS, 90)
   if (auditRetentionDays === undefined) return fail('AUDIT_RETENTION_DAYS', 'must be a positive integer number of days')
 
+  // AUTH_REQUIRE_AT_JWT: "true" or "false" only; anything else is a typo, not a default.
+  const requireAtJwtText = raw.AUTH_REQUIRE_AT_JWT?.toLowerCase() ?? 'false'
+  if (requireAtJwtText !== 'true' && requireAtJwtText !== 'false') return fail('AUTH_REQUIRE_AT_JWT', 'must be true or false')
+  const requireAtJwt = requireAtJwtText === 'true'
+
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
@@ -157,6 +165,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       maxBodyBytes,
       alertWebhook: raw.ALERT_WEBHOOK_URL ? { url: raw.ALERT_WEBHOOK_URL, secret: raw.ALERT_WEBHOOK_SECRET! } : undefined,
       auditRetentionDays,
+      requireAtJwt,
     },
   }
 }

@@ -103,9 +103,14 @@ export function authParam(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`
 }
 
-/** The 401 challenge. `error="invalid_token"` only when a token was sent. */
-export function unauthorized(resourceMetadataUrl: string, tokenSent: boolean, detail?: string): AppError {
+/**
+ * The 401 challenge. `error="invalid_token"` only when a token was sent;
+ * `scope` names the scopes to start with (policy.ts `startScopes`), omitted
+ * when there are none.
+ */
+export function unauthorized(resourceMetadataUrl: string, tokenSent: boolean, detail?: string, scopes: readonly string[] = []): AppError {
   const params = [`resource_metadata=${authParam(resourceMetadataUrl)}`]
+  if (scopes.length > 0) params.push(`scope=${authParam(scopes.join(' '))}`)
   if (tokenSent) params.unshift('error="invalid_token"', 'error_description="invalid token"')
   return new AppError('unauthorized', {
     message: tokenSent ? 'invalid token' : 'authentication required',

@@ -23,6 +23,12 @@ export interface VerifierOptions {
   clockToleranceSeconds?: number
   /** For tests: the verification time. */
   currentDate?: () => Date
+  /**
+   * RFC 9068 §4 strict mode: the header's `typ` must be `at+jwt` (or
+   * `application/at+jwt`); a token without `typ` or with `JWT` is refused.
+   * Off by default because several identity providers issue `typ: JWT`.
+   */
+  requireAtJwt?: boolean
 }
 
 export interface VerifiedToken {
@@ -54,6 +60,13 @@ export type VerifyResult = { ok: true; token: VerifiedToken } | { ok: false; cod
 
 const MAX_TOKEN_LENGTH = 8192
 const ALLOWED_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt'])
+const AT_JWT_TYPES = new Set(['at+jwt', 'application/at+jwt'])
+/**
+ * A token without `kid` may match several keys of the set (e.g. during a key
+ * rotation). Each candidate is tried; more than this many is refused rather
+ * than spending a signature check per key on an unauthenticated request.
+ */
+const MAX_CANDIDATE_KEYS = 8
 const NEVER = /^(none|HS\d+)$/i
 
 export type TokenVerifier = (token: string) => Promise<VerifyResult>
@@ -94,6 +107,31 @@ function classify(error: unknown, remoteKeys = false): VerifyResult {
   throw error
 }
 
+/**
+ * No `kid` and several keys of the set fit the token's alg (jose's
+ * ERR_JWKS_MULTIPLE_MATCHING_KEYS, async-iterable over the candidates, each
+ * already filtered by kty, crv, use, key_ops and the key's `alg` pin): try each.
+ * Only a signature mismatch moves on to the next key; any other failure (the
+ * signature verified but a claim is wrong) is the token's answer.
+ */
+async function verifyWithCandidates(
+  token: string,
+  multiple: errors.JWKSMultipleMatchingKeys,
+  options: Parameters<typeof jwtVerify>[2],
+): Promise<{ payload: JWTPayload }> {
+  let tried = 0
+  for await (const key of multiple) {
+    if (++tried > MAX_CANDIDATE_KEYS) throw new errors.JWKSMultipleMatchingKeys(`token has no kid and more than ${MAX_CANDIDATE_KEYS} keys match it`)
+    try {
+      return await jwtVerify(token, key, options)
+    } catch (error) {
+      if (error instanceof errors.JWSSignatureVerificationFailed) continue
+      throw error
+    }
+  }
+  throw new errors.JWSSignatureVerificationFailed(`token has no kid and none of the ${tried} matching keys verifies it`)
+}
+
 export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
   const algorithms = opts.algorithms.filter((a) => !NEVER.test(a))
   if (algorithms.length === 0) throw new Error('createTokenVerifier: no acceptable algorithm')
@@ -117,21 +155,32 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
       return failure('algorithm_not_allowed', `alg ${String(header.alg)} is not accepted`)
     }
-    if (header.typ !== undefined && !ALLOWED_TYPES.has(String(header.typ).toLowerCase())) {
+    // typ is a media type: compared case-insensitively (RFC 7515 §4.1.9).
+    if (opts.requireAtJwt) {
+      if (typeof header.typ !== 'string' || !AT_JWT_TYPES.has(header.typ.toLowerCase())) {
+        return failure('bad_type', `typ ${String(header.typ)} is not at+jwt (AUTH_REQUIRE_AT_JWT is on)`)
+      }
+    } else if (header.typ !== undefined && !ALLOWED_TYPES.has(String(header.typ).toLowerCase())) {
       return failure('bad_type', `typ ${String(header.typ)} is not JWT or at+jwt`)
     }
 
     let payload: JWTPayload
     try {
       const now = opts.currentDate?.()
-      ;({ payload } = await jwtVerify(token, keys, {
+      const verifyOptions = {
         issuer: opts.issuer,
         audience: opts.audience,
         algorithms,
         requiredClaims: ['iss', 'aud', 'exp', 'sub'],
         clockTolerance,
         ...(now ? { currentDate: now } : {}),
-      }))
+      }
+      try {
+        ;({ payload } = await jwtVerify(token, keys, verifyOptions))
+      } catch (error) {
+        if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error
+        ;({ payload } = await verifyWithCandidates(token, error, verifyOptions))
+      }
     } catch (error) {
       return classify(error, opts.jwks.kind === 'remote')
     }

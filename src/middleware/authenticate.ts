@@ -8,7 +8,10 @@ import type { AppEnv } from '../env.ts'
 import { AppError, unauthorized } from '../errors.ts'
 import { createTokenVerifier, type TokenVerifier } from '../auth/verify.ts'
 import { effectiveScopes } from '../policy/decide.ts'
-import { POLICY } from '../policy/policy.ts'
+import { POLICY, startScopes } from '../policy/policy.ts'
+
+/** The 401 challenge's `scope` (the rule is in policy.ts). */
+const START_SCOPES = startScopes(POLICY)
 
 // One verifier per configuration, so keys are imported and the remote JWKS
 // cache is created once per isolate.
@@ -16,7 +19,7 @@ const verifiers = new WeakMap<Config, TokenVerifier>()
 function verifierFor(config: Config): TokenVerifier {
   let verifier = verifiers.get(config)
   if (!verifier) {
-    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks })
+    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks, requireAtJwt: config.requireAtJwt })
     verifiers.set(config, verifier)
   }
   return verifier
@@ -29,7 +32,7 @@ export const authenticate = () =>
     const match = header?.match(/^Bearer[ \t]+([^\s]+)[ \t]*$/i)
     if (!match) {
       log('info', 'auth_missing', { scheme: header ? header.split(' ')[0]?.slice(0, 16) : null })
-      throw unauthorized(config.resourceMetadataUrl, header !== undefined)
+      throw unauthorized(config.resourceMetadataUrl, header !== undefined, undefined, START_SCOPES)
     }
     const result = await verifierFor(config)(match[1]!)
     if (!result.ok) {
@@ -40,7 +43,7 @@ export const authenticate = () =>
         throw new AppError('unavailable', { message: 'authorization keys are temporarily unavailable; retry later', headers: { 'retry-after': '30' } })
       }
       log('info', 'auth_refused', { code: result.code, detail: result.detail })
-      throw unauthorized(config.resourceMetadataUrl, true, result.code)
+      throw unauthorized(config.resourceMetadataUrl, true, result.code, START_SCOPES)
     }
     const { token } = result
     c.set('principal', {

@@ -110,6 +110,8 @@ export function validatePolicy(input: PolicyInput): Policy {
   const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/ // RFC 6749 scope-token
   for (const scope of scopes.keys()) {
     if (!scopeToken.test(scope) || scope === '*') throw new PolicyError(`policy: "${scope}" is not a valid scope name`)
+    // A refresh-token grant, not a permission on this resource: never advertised here.
+    if (scope === OFFLINE_ACCESS) throw new PolicyError(`policy: "${OFFLINE_ACCESS}" cannot be a scope of the policy (it is not a permission on this server)`)
   }
 
   const tools = new Map<string, ToolSettings>()
@@ -156,6 +158,44 @@ export function validatePolicy(input: PolicyInput): Policy {
     maxQueryBytes: input.maxQueryBytes,
     queryableTables: input.queryableTables,
   }
+}
+
+// ---------------------------------------------------------------------------
+// Scopes in challenges (MCP 2025-11-25 "Scope Selection Strategy" and
+// "Runtime Insufficient Scope Errors").
+//
+// A client asks its authorization server for exactly the `scope` of our 401
+// challenge; without one it asks for every scope of `scopes_supported`, which
+// an authorization server refuses (`invalid_scope`) for a client registered
+// with fewer. So:
+//
+//  - 401 (no or bad token): `scope` = the START SCOPES, the scopes EVERY role
+//    of the policy grants: the baseline any caller of this deployment is
+//    entitled to (today `customers:read orders:read`, enough to connect, list
+//    and call get_customer and list_orders). A least-privileged client is
+//    never told to ask for more than it could be given. Should the roles share
+//    no scope, the start scopes are those of the role granting the fewest
+//    (ties: the first such role in the table).
+//  - 403 (insufficient_scope): `scope` = every scope the refused call needs,
+//    in one challenge: for tools/call, the tool's scope (one per tool; see
+//    decideTool and middleware/authorize.ts). Per
+//    RFC 6750 §3.1 the challenge names what this request needs; the client
+//    keeps what it already holds (the MCP SDK v2 requests the union of its
+//    current and the challenged scopes on step-up).
+//  - `offline_access` is never advertised: not in `scopes_supported`, not in
+//    any challenge (validatePolicy refuses it as a policy scope).
+
+export const OFFLINE_ACCESS = 'offline_access'
+
+/** The 401 challenge's `scope`: the scopes every role grants, in policy order. */
+export function startScopes(policy: Policy): string[] {
+  const roles = [...policy.roles.values()]
+  const all = [...policy.scopes.keys()].filter((s) => s !== OFFLINE_ACCESS)
+  if (roles.length === 0) return []
+  const common = all.filter((scope) => roles.every((granted) => granted.has(scope)))
+  if (common.length > 0) return common
+  const least = roles.reduce((a, b) => (b.size < a.size ? b : a))
+  return all.filter((scope) => least.has(scope))
 }
 
 /** The policy in force. Loading this module fails if the table is invalid. */

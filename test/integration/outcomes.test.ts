@@ -7,8 +7,25 @@ import worker from '../../src/index.ts'
 import { mintToken } from '../support/tokens.ts'
 import { callWorker, connectClient, MCP_URL, rpc, rpcBody } from '../support/worker.ts'
 import { testEnv } from '../support/test-env.ts'
+import { effectiveScopes } from '../../src/policy/decide.ts'
+import { POLICY } from '../../src/policy/policy.ts'
 
 const PRM = 'https://bastion.test/.well-known/oauth-protected-resource/mcp'
+/** The 401 challenge's scopes (policy.ts startScopes): the scopes every role grants. Written out, not derived. */
+const START = 'customers:read orders:read'
+
+/** The auth-params of a single-challenge WWW-Authenticate value (quoted-string values). */
+function challengeParams(header: string): { scheme: string; params: Record<string, string> } {
+  const [, scheme, rest] = header.match(/^(\S+)\s+(.*)$/)!
+  const params: Record<string, string> = {}
+  for (const m of rest!.matchAll(/([\w-]+)="((?:[^"\\]|\\.)*)"\s*(?:,\s*|$)/g)) {
+    expect(params[m[1]!], `auth-param ${m[1]} repeated`).toBeUndefined()
+    params[m[1]!] = m[2]!
+  }
+  // Everything after the scheme is auth-params: no second challenge hides in it.
+  expect(rest!.replace(/([\w-]+)="((?:[^"\\]|\\.)*)"\s*(?:,\s*|$)/g, '')).toBe('')
+  return { scheme: scheme!, params }
+}
 
 async function errorOf(res: Response) {
   const body = await rpcBody(res)
@@ -19,17 +36,39 @@ describe('authentication (401)', () => {
   it('challenges a request without a token, without error="invalid_token"', async () => {
     const res = await callWorker(MCP_URL(), { method: 'POST' })
     expect(res.status).toBe(401)
-    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${PRM}"`)
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${PRM}", scope="${START}"`)
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it('names in the 401 only scopes every role grants, never offline_access (a least-privileged client can obtain them)', async () => {
+    const res = await callWorker(MCP_URL(), { method: 'POST' })
+    const scopes = challengeParams(res.headers.get('www-authenticate')!).params['scope']!.split(' ')
+    expect(scopes).not.toContain('offline_access')
+    for (const role of ['read-only', 'editor', 'admin']) {
+      const granted = effectiveScopes(POLICY, { scopes: [], role })
+      for (const scope of scopes) expect(granted.has(scope), `${role} grants ${scope}`).toBe(true)
+    }
+  })
+
+  it('gives a client holding exactly the 401 scopes a working session: it lists and calls its tools', async () => {
+    const client = await connectClient({ scope: START })
+    const { tools } = await client.listTools()
+    expect(tools.map((t) => t.name).sort()).toEqual(['get_customer', 'list_orders'])
+    const result = await client.callTool({ name: 'list_orders', arguments: {} })
+    expect(result.isError).not.toBe(true)
+    await client.close()
   })
 
   it('answers an invalid token with error="invalid_token" and no reason', async () => {
     const res = await rpc('tools/list', {}, { token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln' })
     expect(res.status).toBe(401)
-    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
-    expect(res.headers.get('www-authenticate')).toContain(`resource_metadata="${PRM}"`)
+    // The whole challenge: the generic description only, no reason (unknown key, bad signature …).
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer error="invalid_token", error_description="invalid token", resource_metadata="${PRM}", scope="${START}"`)
     const body = await errorOf(res)
     expect(body.error.message).toBe('invalid token')
+    expect(body.error.code).toBe(-32001)
+    // `data` carries the request id and nothing else: no failure code or detail.
+    expect(body.error.data).toEqual({ requestId: res.headers.get('x-request-id') })
   })
 
   it('refuses an expired token', async () => {
@@ -88,6 +127,20 @@ describe('authorization (403 step-up)', () => {
     expect(res.headers.get('www-authenticate')).toContain('scope="orders:write"')
     const after = await env.DB.prepare("SELECT status FROM orders WHERE id = 'ord_0001'").first<{ status: string }>()
     expect(after).toEqual(before)
+  })
+
+  it('names every scope the call needs in one challenge, never offline_access, and the stepped-up token succeeds', async () => {
+    // A least-privileged client (the start scopes) calls search: one Bearer challenge naming search:read.
+    const res = await rpc('tools/call', { name: 'search', arguments: { query: 'keyboard' } }, { token: await mintToken({ scope: START }) })
+    expect(res.status).toBe(403)
+    const { scheme, params } = challengeParams(res.headers.get('www-authenticate')!)
+    expect(scheme).toBe('Bearer')
+    expect(params).toMatchObject({ error: 'insufficient_scope', scope: 'search:read', resource_metadata: PRM })
+    expect(params['scope']!.split(' ')).not.toContain('offline_access')
+    // Step-up: the client asks for what it held plus what the challenge named.
+    const stepped = await rpc('tools/call', { name: 'search', arguments: { query: 'keyboard' } }, { token: await mintToken({ scope: `${START} ${params['scope']}` }) })
+    expect(stepped.status).toBe(200)
+    expect((await rpcBody(stepped))['result']).toBeDefined()
   })
 
   it('refuses a token whose scope claim is "*"', async () => {

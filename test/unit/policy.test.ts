@@ -3,7 +3,7 @@
 // that changes who may do what fails this test.
 import { describe, expect, it } from 'vitest'
 import { decideTool, effectiveScopes, supportedScopes, visibleTools } from '../../src/policy/decide.ts'
-import { ALL_SCOPES, POLICY, POLICY_INPUT, PolicyError, validatePolicy, type PolicyInput } from '../../src/policy/policy.ts'
+import { ALL_SCOPES, POLICY, POLICY_INPUT, PolicyError, startScopes, validatePolicy, type PolicyInput } from '../../src/policy/policy.ts'
 
 const TOOLS = ['get_customer', 'list_orders', 'search_products', 'update_order', 'create_ticket', 'search', 'execute_query'] as const
 type Tool = (typeof TOOLS)[number]
@@ -158,6 +158,12 @@ describe('validatePolicy refuses an inconsistent table', () => {
     expect(variant((p) => ({ ...p, scopes: { ...p.scopes, 'unused:read': 'x' } }))).toThrow(/"unused:read" is required by no tool/)
   })
 
+  it('refuses offline_access as a policy scope (so it can never be advertised)', () => {
+    expect(
+      variant((p) => ({ ...p, scopes: { ...p.scopes, offline_access: 'refresh' }, tools: { ...p.tools, refresh_tool: { scope: 'offline_access' } } })),
+    ).toThrow(/"offline_access" cannot be a scope of the policy/)
+  })
+
   it('refuses a tool without a positive timeout', () => {
     expect(variant((p) => ({ ...p, tools: { ...p.tools, search: { scope: 'search:read', timeoutMs: 0 } } }))).toThrow(/search needs a positive timeoutMs/)
   })
@@ -183,5 +189,31 @@ describe('supportedScopes', () => {
 
   it('never advertises "*"', () => {
     expect(supportedScopes(POLICY)).not.toContain('*')
+  })
+})
+
+describe('startScopes (the 401 challenge scope)', () => {
+  it('is the scopes every role grants: customers:read orders:read for the policy in force', () => {
+    expect(startScopes(POLICY)).toEqual(['customers:read', 'orders:read'])
+  })
+
+  it('names only scopes each role grants, so a least-privileged caller can always obtain them', () => {
+    for (const [role, granted] of POLICY.roles) for (const scope of startScopes(POLICY)) expect(granted.has(scope), `${role} grants ${scope}`).toBe(true)
+  })
+
+  it('follows the role table: a new role granting only products:read leaves no common scope, so its smaller set is the start', () => {
+    const policy = validatePolicy({ ...POLICY_INPUT, roles: { ...POLICY_INPUT.roles, catalogue: ['products:read'] } })
+    expect(startScopes(policy)).toEqual(['products:read'])
+  })
+
+  it('shrinks when a role narrows the baseline', () => {
+    const policy = validatePolicy({ ...POLICY_INPUT, roles: { ...POLICY_INPUT.roles, support: ['customers:read', 'tickets:write'] } })
+    expect(startScopes(policy)).toEqual(['customers:read'])
+  })
+
+  it('never contains offline_access or "*"', () => {
+    expect(startScopes(POLICY)).not.toContain('offline_access')
+    expect(startScopes(POLICY)).not.toContain('*')
+    expect(supportedScopes(POLICY)).not.toContain('offline_access')
   })
 })

@@ -302,12 +302,16 @@ describe('createTokenVerifier refuses forged and bad tokens for the right reason
     expect(fetchSpy).not.toHaveBeenCalled()
   })
 
-  it('refuses a token signed by a key the JWKS holds for another algorithm only', async () => {
-    // The attacker signs ES256 with the attacker key but names the trusted RSA kid.
-    const token = await sign({ key: evilEc, header: { kid: 'trusted-rs' } })
-    const result = await verifier()(token)
-    expect(result.ok).toBe(false)
-    expect(['unknown_key', 'bad_signature']).toContain(result.ok ? undefined : result.code)
+  it('refuses a token signed by a key the JWKS holds for another algorithm only (the key\'s alg pin is enforced)', async () => {
+    // The JWKS holds the trusted RSA public key pinned to PS256. An RS256 token
+    // signed with that very key's private half has a valid signature: only the
+    // pin refuses it. Both algorithms are allowed, so the allow-list does not.
+    const pinned = { ...rsa.publicJwk, alg: 'PS256' }
+    const verify = verifier({ algorithms: ['RS256', 'PS256'], jwks: { kind: 'local', document: { keys: [pinned] as { kty: string }[] } } })
+    const token = await sign({ key: rsa, alg: 'RS256' })
+    expect(await verify(token)).toMatchObject({ ok: false, code: 'unknown_key' })
+    // Control: the same key set accepts what the pin allows (PS256 from the same key).
+    expect(await verify(await sign({ key: rsa, alg: 'PS256' }))).toMatchObject({ ok: true })
   })
 
   it('does not put the token in the failure detail', async () => {
@@ -443,6 +447,63 @@ describe('createTokenVerifier accepts good tokens', () => {
   })
 })
 
+describe('createTokenVerifier with several candidate keys and no kid (#13 item 6)', () => {
+  let rsa2: KeyPair
+  let rsa3: KeyPair
+  beforeAll(async () => {
+    ;[rsa2, rsa3] = await Promise.all([makeKey('RS256', 'rotated-rs-2'), makeKey('RS256', 'rotated-rs-3')])
+  })
+  const setOf = (...keys: KeyPair[]) => ({ kind: 'local' as const, document: { keys: keys.map((k) => k.publicJwk) as { kty: string }[] } })
+
+  it.each([0, 1, 2])('accepts a token without kid signed by candidate %i of three RSA keys (rotation)', async (index) => {
+    const signer = [rsa, rsa2, rsa3][index]!
+    const verify = verifier({ jwks: setOf(rsa, rsa2, rsa3) })
+    const result = await verify(await sign({ key: signer, header: { kid: undefined } }))
+    expect(result).toMatchObject({ ok: true, token: { sub: 'agent-1' } })
+  })
+
+  it('refuses a token without kid signed by none of the candidate keys, as bad_signature', async () => {
+    const result = await verifier({ jwks: setOf(rsa, rsa2, rsa3) })(await sign({ key: evilRsa, header: { kid: undefined } }))
+    expect(result).toMatchObject({ ok: false, code: 'bad_signature' })
+  })
+
+  it('reports the claim failure of the key that verified the signature (expired), not a key mismatch', async () => {
+    const token = await sign({ key: rsa3, header: { kid: undefined }, payload: claims({ iat: now() - 7200, exp: now() - 3600 }) })
+    expect(await verifier({ jwks: setOf(rsa, rsa2, rsa3) })(token)).toMatchObject({ ok: false, code: 'expired' })
+  })
+
+  it('does not try a candidate pinned to another algorithm', async () => {
+    // rsa2's public key pinned to PS256: an RS256 token it signed must not verify through it.
+    const pinned = { ...rsa2.publicJwk, alg: 'PS256' }
+    const verify = verifier({ algorithms: ['RS256', 'PS256'], jwks: { kind: 'local', document: { keys: [rsa.publicJwk, rsa3.publicJwk, pinned] as { kty: string }[] } } })
+    expect(await verify(await sign({ key: rsa2, header: { kid: undefined } }))).toMatchObject({ ok: false, code: 'bad_signature' })
+  })
+
+  it('refuses a token without kid when more than 8 keys match it (bounded work per unauthenticated request)', async () => {
+    const many = await Promise.all(Array.from({ length: 9 }, (_, i) => makeKey('EdDSA', `many-${i}`)))
+    const result = await verifier({ jwks: setOf(...many) })(await sign({ key: many[8]!, header: { kid: undefined } }))
+    expect(result).toMatchObject({ ok: false, code: 'unknown_key' })
+  })
+})
+
+describe('createTokenVerifier with AUTH_REQUIRE_AT_JWT (RFC 9068 typ)', () => {
+  it.each(['at+jwt', 'application/at+jwt', 'AT+JWT'])('accepts typ "%s" in strict mode', async (typ) => {
+    expect((await verifier({ requireAtJwt: true })(await sign({ header: { typ } }))).ok).toBe(true)
+  })
+
+  it.each(['JWT', 'jwt'])('refuses a token with typ "%s" in strict mode (not an RFC 9068 access token)', async (typ) => {
+    expect(await verifier({ requireAtJwt: true })(await sign({ header: { typ } }))).toMatchObject({ ok: false, code: 'bad_type' })
+  })
+
+  it('refuses a token without typ in strict mode', async () => {
+    expect(await verifier({ requireAtJwt: true })(await sign({ header: { typ: undefined } }))).toMatchObject({ ok: false, code: 'bad_type' })
+  })
+
+  it('refuses a token with typ id_token+jwt in strict mode even when its signature and claims are good', async () => {
+    expect(await verifier({ requireAtJwt: true })(await sign({ header: { typ: 'id_token+jwt' } }))).toMatchObject({ ok: false, code: 'bad_type' })
+  })
+})
+
 describe('createTokenVerifier with a remote JWKS', () => {
   const jwksUrl = new URL('https://issuer.test/.well-known/jwks.json')
 
@@ -533,6 +594,7 @@ describe('parseConfig refuses a missing or unsafe setting, naming it', () => {
     ['refuses AUDIT_RETENTION_DAYS of 0', () => good({ AUDIT_RETENTION_DAYS: '0' }), 'AUDIT_RETENTION_DAYS'],
     ['refuses an http ALERT_WEBHOOK_URL on a non-loopback host', () => good({ ALERT_WEBHOOK_URL: 'http://hooks.example/x', ALERT_WEBHOOK_SECRET: 's' }), 'ALERT_WEBHOOK_URL'],
     ['refuses ALERT_WEBHOOK_URL without ALERT_WEBHOOK_SECRET (alerts are always signed)', () => good({ ALERT_WEBHOOK_URL: 'https://hooks.example/x' }), 'ALERT_WEBHOOK_SECRET'],
+    ['refuses an AUTH_REQUIRE_AT_JWT that is neither true nor false', () => good({ AUTH_REQUIRE_AT_JWT: 'yes' }), 'AUTH_REQUIRE_AT_JWT'],
   ]
 
   it.each(refused)('%s', (_name, bindings, setting) => {
@@ -559,6 +621,7 @@ describe('parseConfig accepts and normalises good settings', () => {
       maxBodyBytes: 262_144,
       auditRetentionDays: 90,
       alertWebhook: undefined,
+      requireAtJwt: false,
     })
     expect(config.jwks).toMatchObject({ kind: 'local', document: { keys: [{ kid: 'trusted-rs' }] } })
     // only the server's own origin, from AUTH_AUDIENCE
@@ -607,6 +670,10 @@ describe('parseConfig accepts and normalises good settings', () => {
     expect(configOf(good({ AUTH_AUDIENCE: 'https://api.example/tenants/a/mcp' })).resourceMetadataUrl).toBe(
       'https://api.example/.well-known/oauth-protected-resource/tenants/a/mcp',
     )
+  })
+
+  it.each([['true', true], ['TRUE', true], ['false', false], ['', false]] as const)('reads AUTH_REQUIRE_AT_JWT "%s" as %s', (value, expected) => {
+    expect(configOf(good({ AUTH_REQUIRE_AT_JWT: value })).requireAtJwt).toBe(expected)
   })
 
   it('ignores bindings it does not know (DB and other vars)', () => {
