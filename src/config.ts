@@ -3,6 +3,7 @@
 // door: `loadConfig` returns a failure naming the setting, and the Worker
 // answers every request with 500 until it is fixed (see middleware/config.ts).
 import { z } from 'zod'
+import { isLogLevel, type LogLevel } from './log.ts'
 
 const FORBIDDEN_ALGORITHM = /^(none|HS\d+)$/i
 const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
@@ -46,6 +47,7 @@ const RawConfig = z
     ALERT_WEBHOOK_URL: optionalText.pipe(httpsUrl('ALERT_WEBHOOK_URL').optional()),
     ALERT_WEBHOOK_SECRET: optionalText,
     AUDIT_RETENTION_DAYS: optionalText,
+    LOG_LEVEL: optionalText,
   })
   .loose()
 
@@ -60,6 +62,8 @@ export interface Config {
   maxBodyBytes: number
   alertWebhook: { url: string; secret: string } | undefined
   auditRetentionDays: number
+  /** LOG_LEVEL: lines below it are not written. */
+  logLevel: LogLevel
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
@@ -141,6 +145,9 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const auditRetentionDays = positiveInt(raw.AUDIT_RETENTION_DAYS, 90)
   if (auditRetentionDays === undefined) return fail('AUDIT_RETENTION_DAYS', 'must be a positive integer number of days')
 
+  const logLevel = (raw.LOG_LEVEL ?? 'info').toLowerCase()
+  if (!isLogLevel(logLevel)) return fail('LOG_LEVEL', 'must be one of debug, info, warn, error')
+
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
@@ -157,6 +164,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       maxBodyBytes,
       alertWebhook: raw.ALERT_WEBHOOK_URL ? { url: raw.ALERT_WEBHOOK_URL, secret: raw.ALERT_WEBHOOK_SECRET! } : undefined,
       auditRetentionDays,
+      logLevel,
     },
   }
 }
