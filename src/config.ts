@@ -3,6 +3,7 @@
 // door: `loadConfig` returns a failure naming the setting, and the Worker
 // answers every request with 500 until it is fixed (see middleware/config.ts).
 import { z } from 'zod'
+import { isLogLevel, type LogLevel } from './log.ts'
 
 const FORBIDDEN_ALGORITHM = /^(none|HS\d+)$/i
 const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
@@ -47,6 +48,7 @@ const RawConfig = z
     ALERT_WEBHOOK_SECRET: optionalText,
     AUDIT_RETENTION_DAYS: optionalText,
     AUTH_REQUIRE_AT_JWT: optionalText,
+    LOG_LEVEL: optionalText,
   })
   .loose()
 
@@ -63,6 +65,8 @@ export interface Config {
   auditRetentionDays: number
   /** AUTH_REQUIRE_AT_JWT: access tokens must carry `typ: at+jwt` (RFC 9068). */
   requireAtJwt: boolean
+  /** LOG_LEVEL: lines below it are not written. */
+  logLevel: LogLevel
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
@@ -148,6 +152,8 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const requireAtJwtText = raw.AUTH_REQUIRE_AT_JWT?.toLowerCase() ?? 'false'
   if (requireAtJwtText !== 'true' && requireAtJwtText !== 'false') return fail('AUTH_REQUIRE_AT_JWT', 'must be true or false')
   const requireAtJwt = requireAtJwtText === 'true'
+  const logLevel = (raw.LOG_LEVEL ?? 'info').toLowerCase()
+  if (!isLogLevel(logLevel)) return fail('LOG_LEVEL', 'must be one of debug, info, warn, error')
 
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
@@ -166,6 +172,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       alertWebhook: raw.ALERT_WEBHOOK_URL ? { url: raw.ALERT_WEBHOOK_URL, secret: raw.ALERT_WEBHOOK_SECRET! } : undefined,
       auditRetentionDays,
       requireAtJwt,
+      logLevel,
     },
   }
 }

@@ -4,13 +4,17 @@
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../env.ts'
 import { createLogger } from '../log.ts'
+import { configFor } from './config.ts'
 
 export const requestId = () =>
   createMiddleware<AppEnv>(async function requestId(c, next) {
     const id = crypto.randomUUID()
     c.set('requestId', id)
     c.set('startedAt', Date.now())
-    c.set('log', createLogger({ requestId: id }))
+    // LOG_LEVEL from the (cached) configuration; an invalid configuration
+    // still logs at info so its config_invalid line is written.
+    const config = configFor(c.env)
+    c.set('log', createLogger({ requestId: id }, config.ok ? config.config.logLevel : 'info'))
     await next()
     c.header('x-request-id', id)
   })

@@ -1,0 +1,355 @@
+// npm run bench — what mcp-bastion's controls cost, against a baseline.
+//
+// Starts each variant of VARIANTS side by side through wrangler's
+// unstable_startWorker (inspector off: the CLI cannot turn it off and it
+// halves D1-bound throughput), each with its own persisted local D1 seeded
+// with schema.sql + the demo data. Then, with autocannon: a warm-up per
+// variant, and interleaved rounds (a, b, a, b, a, b) at each connection count,
+// so drift on a shared machine hits every variant alike. Per variant and
+// connection count: medians over rounds of req/s, p50, p99, and the Worker's
+// CPU ms per request (utime+stime of the workerd processes this run started,
+// read from /proc before and after each round). Also: bundle size (minified,
+// raw and gzip, from `wrangler deploy --dry-run`), startup CPU (`wrangler
+// check startup`, when it works offline), and the micro-benchmarks of
+// scripts/bench (SQL guard, estimator).
+//
+// Writes bench/results/<date>.json and bench/results/latest.md.
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS ("10,50")  BENCH_ROUNDS (3)
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import autocannon from 'autocannon'
+import { unstable_startWorker } from 'wrangler'
+import { demoDataStatements } from '../scripts/demo-data.ts'
+import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
+import { mintDevToken } from '../scripts/token.ts'
+import { freePorts } from '../test/e2e/support/server.ts'
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
+const CONNECTIONS = (process.env['BENCH_CONNECTIONS'] ?? '10,50').split(',').map(Number)
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
+const WARMUP_SECONDS = 3
+
+interface Variant {
+  id: string
+  label: string
+  config: string
+  /** Worker settings (plain_text bindings); `origin` is the worker's own http://127.0.0.1:port. */
+  vars?: (origin: string, jwks: string) => Record<string, string>
+  /** Authorization header value, or none. */
+  auth?: (env: DevEnv) => Promise<string>
+}
+
+// The variant list: adding a row ("+ limits", "audit off") is one entry.
+// The first row is the baseline every ratio is taken against.
+const VARIANTS: Variant[] = [
+  { id: 'baseline', label: 'baseline (same SDK + tool, no controls)', config: 'bench/baseline/wrangler.toml' },
+  {
+    id: 'bastion',
+    label: 'mcp-bastion (everything on)',
+    config: 'wrangler.toml',
+    vars: (origin, jwks) => ({ AUTH_ISSUER: origin, AUTH_AUDIENCE: `${origin}/mcp`, AUTH_JWKS: jwks }),
+    auth: async (env) => `Bearer ${await mintDevToken({ role: 'read-only', sub: 'bench', ttlSeconds: 3600, env })}`,
+  },
+]
+
+const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
+
+interface Running {
+  variant: Variant
+  url: string
+  headers: Record<string, string>
+  pids: number[]
+  dispose: () => Promise<void>
+}
+
+interface Sample {
+  variant: string
+  connections: number
+  round: number
+  rps: number
+  p50: number
+  p99: number
+  cpuMsPerReq: number
+  /** ms until the Worker was idle again after the round (its backlog). */
+  settleMs: number
+  requests: number
+  non2xx: number
+  errors: number
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
+
+/** Every descendant process of ours whose name is workerd. */
+function workerdPids(): number[] {
+  const parents = new Map<number, number>()
+  const names = new Map<number, string>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const close = stat.lastIndexOf(')')
+      names.set(Number(entry), stat.slice(stat.indexOf('(') + 1, close))
+      parents.set(Number(entry), Number(stat.slice(close + 2).split(' ')[1]))
+    } catch {
+      // gone
+    }
+  }
+  const mine = (pid: number): boolean => {
+    for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === process.pid) return true
+    return false
+  }
+  return [...names].filter(([pid, name]) => name === 'workerd' && mine(pid)).map(([pid]) => pid)
+}
+
+/** utime + stime of the given processes, in ms. */
+function cpuMs(pids: number[]): number {
+  let ticks = 0
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
+    } catch {
+      // gone
+    }
+  }
+  return (ticks * 1000) / CLK_TCK
+}
+
+function wranglerSync(args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(WRANGLER, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' } })
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}` }
+}
+
+function seed(config: string, persist: string, dataFile: string): void {
+  for (const file of [join(ROOT, 'schema.sql'), dataFile]) {
+    const r = wranglerSync(['d1', 'execute', 'DB', '--local', '-c', config, '--persist-to', persist, '--yes', '--file', file])
+    if (r.status !== 0) throw new Error(`seeding ${config} failed:\n${r.out}`)
+  }
+}
+
+async function start(variant: Variant, dir: string, dataFile: string, jwks: string): Promise<Running> {
+  const persist = join(dir, variant.id)
+  seed(variant.config, persist, dataFile)
+  const [port] = (await freePorts(1)) as [number]
+  const origin = `http://127.0.0.1:${port}`
+  const env: DevEnv = { dir, isDefault: false, port, origin, issuer: origin, audience: `${origin}/mcp`, persistTo: persist }
+  const before = new Set(workerdPids())
+  const bindings = Object.fromEntries(Object.entries(variant.vars?.(origin, jwks) ?? {}).map(([k, v]) => [k, { type: 'plain_text' as const, value: v }]))
+  const worker = await unstable_startWorker({
+    config: join(ROOT, variant.config),
+    bindings,
+    envFiles: [],
+    sendMetrics: false,
+    dev: { inspector: false, server: { hostname: '127.0.0.1', port }, logLevel: 'warn', persist, watch: false, liveReload: false },
+  })
+  await worker.ready
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': '2025-11-25',
+  }
+  if (variant.auth) headers['authorization'] = await variant.auth(env)
+  const url = `${origin}/mcp`
+  // The call must succeed with the customer, or the numbers mean nothing.
+  const check = await fetch(url, { method: 'POST', headers, body: BODY })
+  const text = await check.text()
+  if (check.status !== 200 || !text.includes('"cus_007"') || text.includes('"isError":true')) throw new Error(`${variant.id}: get_customer answered ${check.status}: ${text.slice(0, 300)}`)
+  const pids = workerdPids().filter((p) => !before.has(p))
+  if (pids.length === 0) throw new Error(`${variant.id}: no workerd process found`)
+  return { variant, url, headers, pids, dispose: () => worker.dispose() }
+}
+
+/**
+ * Waits until the Worker's processes are idle (under 5 % of a core over
+ * 500 ms, at most SETTLE_MAX_MS): work a round left behind (audit appends in
+ * waitUntil, cut-off requests) is charged to that round, not the next one.
+ */
+const SETTLE_MAX_MS = 10_000
+async function settle(pids: number[]): Promise<number> {
+  const t = Date.now()
+  while (Date.now() - t < SETTLE_MAX_MS) {
+    const c0 = cpuMs(pids)
+    await new Promise((r) => setTimeout(r, 500))
+    if (cpuMs(pids) - c0 < 25) break
+  }
+  return Date.now() - t
+}
+
+async function load(run: Running, connections: number, seconds: number): Promise<autocannon.Result> {
+  return autocannon({ url: run.url, method: 'POST', headers: run.headers, body: BODY, connections, duration: seconds })
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+function bundle(): { raw: number; gzip: number } | { error: string } {
+  const out = mkdtempSync(join(tmpdir(), 'bastion-bundle-'))
+  try {
+    const r = wranglerSync(['deploy', '--dry-run', '--outdir', out, '--minify'])
+    if (r.status !== 0) return { error: r.out.slice(-400) }
+    let raw = 0
+    let gzip = 0
+    for (const f of readdirSync(out)) {
+      if (f.endsWith('.map') || !statSync(join(out, f)).isFile()) continue
+      const bytes = readFileSync(join(out, f))
+      raw += bytes.length
+      gzip += gzipSync(bytes, { level: 9 }).length
+    }
+    return { raw, gzip }
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+}
+
+function startupCpu(): { ms: number } | { error: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-startup-'))
+  try {
+    const r = wranglerSync(['check', 'startup', '--outfile', join(dir, 'startup.cpuprofile')])
+    if (r.status !== 0) return { error: r.out.replace(/\s+/g, ' ').trim().slice(-300) }
+    const profile = JSON.parse(readFileSync(join(dir, 'startup.cpuprofile'), 'utf8')) as { startTime: number; endTime: number }
+    return { ms: (profile.endTime - profile.startTime) / 1000 }
+  } catch (error) {
+    return { error: error instanceof Error ? error.message : String(error) }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function micro(file: string): string[] {
+  const r = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'scripts', 'bench', file)], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+  if (r.status !== 0) return [`(failed: ${`${r.stderr}`.trim().split('\n').at(-1) ?? r.status})`]
+  return `${r.stdout}`.split('\n').filter((l) => l.trim())
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now()
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    nproc: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-bench-'))
+  const running: Running[] = []
+  const samples: Sample[] = []
+  try {
+    const dataFile = join(dir, 'demo-data.sql')
+    writeFileSync(dataFile, demoDataStatements().join('\n') + '\n')
+    const keys = await ensureKeys({ dir, isDefault: false, port: 0, origin: '', issuer: '', audience: '', persistTo: undefined })
+    const jwks = JSON.stringify(keys.publicJwks)
+    for (const v of VARIANTS) {
+      running.push(await start(v, dir, dataFile, jwks))
+      console.error(`started ${v.id} (${running.at(-1)!.pids.length} workerd processes)`)
+    }
+    for (const r of running) await load(r, Math.max(...CONNECTIONS), WARMUP_SECONDS)
+    for (const connections of CONNECTIONS) {
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const r of running) {
+          await settle(r.pids)
+          const c0 = cpuMs(r.pids)
+          const result = await load(r, connections, SECONDS)
+          const settleMs = await settle(r.pids)
+          const cpu = cpuMs(r.pids) - c0
+          const requests = result.requests.total
+          const s: Sample = {
+            variant: r.variant.id,
+            connections,
+            round,
+            rps: requests / (result.duration || SECONDS),
+            p50: result.latency.p50,
+            p99: result.latency.p99,
+            cpuMsPerReq: requests ? cpu / requests : Infinity,
+            settleMs,
+            requests,
+            non2xx: result.non2xx,
+            errors: result.errors + result.timeouts,
+          }
+          samples.push(s)
+          console.error(`${s.variant} c=${connections} round ${round}: ${s.rps.toFixed(0)} req/s p50 ${s.p50} ms p99 ${s.p99} ms cpu ${s.cpuMsPerReq.toFixed(3)} ms/req settle ${s.settleMs} ms non2xx ${s.non2xx} errors ${s.errors}`)
+        }
+      }
+    }
+  } finally {
+    for (const r of running) await r.dispose().catch(() => {})
+    rmSync(dir, { recursive: true, force: true })
+  }
+
+  const rows = VARIANTS.flatMap((v) =>
+    CONNECTIONS.map((connections) => {
+      const mine = samples.filter((s) => s.variant === v.id && s.connections === connections)
+      const first = mine[0]!
+      const last = mine.at(-1)!
+      return {
+        variant: v.id,
+        label: v.label,
+        connections,
+        rps: median(mine.map((s) => s.rps)),
+        p50: median(mine.map((s) => s.p50)),
+        p99: median(mine.map((s) => s.p99)),
+        cpuMsPerReq: median(mine.map((s) => s.cpuMsPerReq)),
+        settleMs: median(mine.map((s) => s.settleMs)),
+        emptyRounds: mine.filter((s) => s.requests === 0).length,
+        non2xx: mine.reduce((n, s) => n + s.non2xx + s.errors, 0),
+        driftRps: first.rps ? (last.rps - first.rps) / first.rps : NaN,
+      }
+    }),
+  )
+  const base = (c: number) => rows.find((r) => r.variant === VARIANTS[0]!.id && r.connections === c)!
+  const withRatio = rows.map((r) => ({ ...r, rpsRatio: r.rps / base(r.connections).rps, cpuRatio: r.cpuMsPerReq / base(r.connections).cpuMsPerReq }))
+  const extra = { bundle: bundle(), startup: startupCpu(), sqlGuard: micro('sql-guard.ts'), estimate: micro('estimate.ts') }
+  const date = new Date().toISOString()
+  const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
+
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`
+  const md = [
+    `# mcp-bastion benchmark — ${date}`,
+    '',
+    `Machine: ${machine.cpu}, ${machine.nproc} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load average at start ${machine.loadavgAtStart}.`,
+    `Request: ${result.settings.request}. Worker CPU per request counts the round and the work it left behind (until the Worker is idle again, at most ${SETTLE_MAX_MS / 1000} s). ${ROUNDS} interleaved rounds of ${SECONDS} s per connection count after a ${WARMUP_SECONDS} s warm-up; medians over rounds. Local D1 (miniflare on disk): compare rows with each other, not with production.`,
+    '',
+    '| variant | conns | req/s | p50 ms | p99 ms | Worker CPU ms/req | req/s ÷ baseline | CPU ÷ baseline | req/s first→last round | idle again after (ms) | rounds with 0 answers | non-2xx + errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...withRatio.map(
+      (r) =>
+        `| ${r.label} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMsPerReq.toFixed(3)} | ${r.rpsRatio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} | ${pct(r.driftRps)} | ${r.settleMs} | ${r.emptyRounds} | ${r.non2xx} |`,
+    ),
+    '',
+    `Bundle (wrangler deploy --dry-run, minified): ${'raw' in extra.bundle ? `${(extra.bundle.raw / 1024).toFixed(1)} KiB raw, ${(extra.bundle.gzip / 1024).toFixed(1)} KiB gzip` : `failed: ${extra.bundle.error}`}`,
+    `Startup CPU (wrangler check startup): ${'ms' in extra.startup ? `${extra.startup.ms.toFixed(1)} ms` : `not measured: ${extra.startup.error}`}`,
+    '',
+    '## SQL guard (scripts/bench/sql-guard.ts)',
+    '```',
+    ...extra.sqlGuard,
+    '```',
+    '## Token estimator and output cap (scripts/bench/estimate.ts)',
+    '```',
+    ...extra.estimate,
+    '```',
+    '',
+    `Whole run: ${result.wallSeconds} s.`,
+    '',
+  ].join('\n')
+  const out = join(ROOT, 'bench', 'results')
+  mkdirSync(out, { recursive: true })
+  writeFileSync(join(out, `${date.slice(0, 10)}.json`), JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(join(out, 'latest.md'), md)
+  console.log(md)
+  const bad = withRatio.filter((r) => r.non2xx > 0)
+  if (bad.length) {
+    console.error(`non-2xx answers under load: ${bad.map((r) => `${r.variant}@${r.connections}`).join(', ')}`)
+    process.exitCode = 1
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
