@@ -57,6 +57,4 @@ app.onError((error, c) => {
   return errorResponse(new AppError('internal'), id)
 })
 
-export { AuditSequencer } from './audit/sequencer.ts'
-
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

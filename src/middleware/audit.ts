@@ -2,20 +2,18 @@
 // outcome of an authenticated caller is recorded — success, tool error,
 // invalid input, 403 denial, 429, timeout, internal error — exactly once.
 //
-//   * Mutations are recorded by the tool's own commit: the chain's
-//     AuditSequencer runs the business change (as {sql, params} data) and its
-//     audit row in one D1 batch; if the audit row cannot be written, the
-//     change is not applied.
-//   * Everything else is handed to the sequencer after the response
-//     (waitUntil); it is durable once accepted.
+//   * Mutations are recorded by the tool's own commit: the business change
+//     and its audit row go in one D1 batch (see `commit` below); if the audit
+//     row cannot be written, the change is not applied.
+//   * Everything else is appended after the response (waitUntil) with retry.
 //   * Failures feed the alert throttle.
 // Unauthenticated requests never reach this step: they are logged by the
 // Worker, not stored, so an anonymous flood cannot become a D1 write flood.
 import { createMiddleware } from 'hono/factory'
 import type { AuditOutcome } from '../audit/chain.ts'
 import { auditRecord, type CallFacts } from '../audit/record.ts'
-import { alertOn, appendLater, sequencer } from '../audit/writer.ts'
-import type { StatementData } from '../audit/sequencer.ts'
+import { commitWithAudit } from '../audit/store.ts'
+import { alertOn, appendLater } from '../audit/writer.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
 import { POLICY } from '../policy/policy.ts'
@@ -35,16 +33,6 @@ function outcomeOfStatus(status: number, error: Error | undefined): { outcome: A
   return { outcome: 'invalid_input', errorCode: 'invalid_arguments' }
 }
 
-/**
- * A prepared statement as data ({ sql, params }), to cross the RPC boundary
- * to the sequencer. workerd's D1PreparedStatement keeps both as fields.
- */
-function statementData(statement: D1PreparedStatement): StatementData {
-  const { statement: sql, params } = statement as unknown as { statement?: unknown; params?: unknown }
-  if (typeof sql !== 'string' || !Array.isArray(params)) throw new TypeError('audit commit: statement has no readable sql/params')
-  return { sql, params: params as unknown[] }
-}
-
 export const audit = () =>
   createMiddleware<AppEnv>(async function audit(c, next) {
     const { rpc } = c.var
@@ -55,12 +43,13 @@ export const audit = () =>
     // Mutations: the change and its audit row commit in one D1 batch, or neither does.
     c.set('commit', async (statements, output) => {
       const record = await auditRecord(facts, { outcome: 'ok', httpStatus: 200, outputJson: JSON.stringify(output) })
-      const result = await sequencer(c.env).commit(statements.map(statementData), { ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }, {
+      const result = await commitWithAudit(c.env.DB, statements, () => ({ ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }), {
         requireChange: true,
       })
       if (result.applied) {
         auditedInline = true
-        c.var.log('debug', 'audit_written', { seq: result.seq, hash: result.hash, outcome: 'ok' })
+        // The chain head in the Worker log: an outside anchor for audit:verify.
+        c.var.log('debug', 'audit_written', { seq: result.row.seq, hash: result.row.hash, outcome: 'ok' })
       }
       return result.applied
     })
@@ -76,5 +65,5 @@ export const audit = () =>
     if (!report && rpc.toolName !== undefined && !POLICY.tools.has(rpc.toolName)) ending.errorCode = 'unknown_tool'
     const record = await auditRecord(facts, ending)
     const { log, config } = c.var
-    c.executionCtx.waitUntil(Promise.all([appendLater(c.env, record, log), ...alertOn(record, config, log)]))
+    c.executionCtx.waitUntil(Promise.all([appendLater(c.env.DB, record, log), ...alertOn(record, config, log)]))
   })
