@@ -52,6 +52,9 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // A loaded 2-core machine can take more than vitest's 5 s default for one
+          // whole-Worker call; this bounds a hang, it is not a speed assertion.
+          testTimeout: 30_000,
           setupFiles: ['./test/support/apply-schema.ts'],
         },
       },
