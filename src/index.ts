@@ -57,4 +57,5 @@ app.onError((error, c) => {
   return errorResponse(new AppError('internal'), id)
 })
 
+export { LimiterObject } from './limits/embedded.ts'
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>
