@@ -16,6 +16,7 @@ export type AppErrorKind =
   | 'unsupported_media_type'
   | 'method_not_allowed'
   | 'method_not_found'
+  | 'rate_limited'
   | 'unavailable'
   | 'internal'
 
@@ -40,6 +41,7 @@ const SPECS: Record<AppErrorKind, Spec> = {
   method_not_allowed: { status: 405, rpcCode: -32600, message: 'method not allowed' },
   // A JSON-RPC-level refusal: HTTP 200 with the standard "method not found" error.
   method_not_found: { status: 200, rpcCode: -32601, message: 'method not found' },
+  rate_limited: { status: 429, rpcCode: -32029, message: 'rate limit exceeded' },
   unavailable: { status: 503, rpcCode: -32603, message: 'temporarily unavailable' },
   internal: { status: 500, rpcCode: -32603, message: 'internal error' },
 }

@@ -15,6 +15,7 @@ import { checkRequest, parseRpc } from './middleware/rpc.ts'
 import { authenticate } from './middleware/authenticate.ts'
 import { audit } from './middleware/audit.ts'
 import { authorize } from './middleware/authorize.ts'
+import { limits } from './middleware/limits.ts'
 import { mcp } from './middleware/mcp.ts'
 import { scheduled } from './scheduled.ts'
 
@@ -39,6 +40,7 @@ app.post(
   audit(),
   checkRequest(),
   authorize(),
+  limits(),
   mcp(),
 )
 app.on(['GET', 'DELETE', 'PUT', 'PATCH', 'HEAD'], '/mcp', () => {
@@ -57,4 +59,5 @@ app.onError((error, c) => {
   return errorResponse(new AppError('internal'), id)
 })
 
+export { LimiterObject } from './limits/embedded.ts'
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

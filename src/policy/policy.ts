@@ -32,7 +32,19 @@ export interface ToolSettings {
   auditExcerpt: boolean
   /** Calls per `sub` per window (enforced by the rate-limit layer). */
   rateLimit: { limit: number; windowSeconds: number }
+  /** At most this many invocations of this tool per `sub` at once (unset: only the per-sub cap). */
+  concurrency?: number
 }
+
+/** Limits per `sub` across methods (issue #10; enforced by middleware/limits.ts). */
+export const REQUEST_LIMITS = {
+  /** tools/call per `sub` per window (seed maxRequestsPerMinute). */
+  toolsCall: { limit: 60, windowSeconds: 60 },
+  /** Every other MCP method per `sub` per window. */
+  otherMethods: { limit: 600, windowSeconds: 60 },
+  /** tools/call in flight per `sub` (seed maxConcurrentRequests). */
+  concurrentToolCalls: 5,
+} as const
 
 export interface PolicyInput {
   scopes: Record<string, string>
@@ -92,7 +104,7 @@ export const POLICY_INPUT: PolicyInput = {
     update_order: { scope: 'orders:write' },
     create_ticket: { scope: 'tickets:write', sensitiveFields: [...PERSONAL_DATA, 'body'] },
     search: { scope: 'search:read', rateLimit: { limit: 60, windowSeconds: 60 } },
-    execute_query: { scope: 'sql:read', timeoutMs: 10_000, auditExcerpt: false },
+    execute_query: { scope: 'sql:read', timeoutMs: 10_000, auditExcerpt: false, concurrency: 1 },
   },
   maxArgumentTokens: 10_000,
   maxQueryRows: 500,

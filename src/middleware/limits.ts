@@ -1,0 +1,91 @@
+// Rate and concurrency limits (issue #10), after authorize(): a call that is
+// refused for scope is never charged. One Limiter call per request checks
+// every rate rule and takes the concurrency leases; the lease is released in
+// waitUntil once the MCP layer has answered (the tool finished, failed or
+// timed out — invokeTool bounds it by the tool's timeout). Refusals: 429 with
+// Retry-After, RateLimit-Policy and RateLimit (IETF httpapi ratelimit-headers
+// draft syntax) and a JSON-RPC error; the audit layer records `rate_limited`.
+// A store error or timeout fails CLOSED: 503 with Retry-After.
+import { createMiddleware } from 'hono/factory'
+import type { AppEnv } from '../env.ts'
+import { AppError } from '../errors.ts'
+import { POLICY, REQUEST_LIMITS } from '../policy/policy.ts'
+import { embeddedLimiter } from '../limits/embedded.ts'
+import { LimitStoreError, type ConcurrencyRule, type Limiter, type RateRule } from '../limits/limiter.ts'
+
+/** Slack over the tool's own timeout before an unreleased lease expires by itself. */
+const LEASE_SLACK_MS = 5_000
+
+export interface LimitRules {
+  rates: RateRule[]
+  concurrency: ConcurrencyRule[]
+}
+
+/** The rules one request is charged against, all from the policy. */
+export function rulesFor(method: string, toolName: string | undefined): LimitRules {
+  if (method !== 'tools/call') {
+    const r = REQUEST_LIMITS.otherMethods
+    return { rates: [{ name: 'methods', limit: r.limit, windowMs: r.windowSeconds * 1000 }], concurrency: [] }
+  }
+  const t = REQUEST_LIMITS.toolsCall
+  const rates: RateRule[] = [{ name: 'tools_call', limit: t.limit, windowMs: t.windowSeconds * 1000 }]
+  const tool = toolName === undefined ? undefined : POLICY.tools.get(toolName)
+  const ttlMs = (tool?.timeoutMs ?? 30_000) + LEASE_SLACK_MS
+  const concurrency: ConcurrencyRule[] = [{ name: 'concurrent', max: REQUEST_LIMITS.concurrentToolCalls, ttlMs }]
+  if (tool !== undefined && toolName !== undefined) {
+    rates.push({ name: `tool_${toolName}`, limit: tool.rateLimit.limit, windowMs: tool.rateLimit.windowSeconds * 1000 })
+    if (tool.concurrency !== undefined) concurrency.push({ name: `concurrent_${toolName}`, max: tool.concurrency, ttlMs })
+  }
+  return { rates, concurrency }
+}
+
+/** `RateLimit-Policy` value: `"name";q=limit;w=seconds`, one item per rule. */
+export function policyHeader(rules: LimitRules): string {
+  return [
+    ...rules.rates.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`),
+    ...rules.concurrency.map((r) => `"${r.name}";q=${r.max}`),
+  ].join(', ')
+}
+
+export const limits = (make: (env: Env) => Limiter = (env) => embeddedLimiter(env.LIMITER)) =>
+  createMiddleware<AppEnv>(async function limits(c, next) {
+    const { rpc, principal } = c.var
+    const rules = rulesFor(rpc.method ?? '', rpc.toolName)
+    const limiter = make(c.env)
+    const key = principal.sub
+    const leaseId = c.var.requestId
+    let result
+    try {
+      result = await limiter.acquire({ key, rates: rules.rates, concurrency: rules.concurrency, leaseId })
+    } catch (error) {
+      if (!(error instanceof LimitStoreError)) throw error
+      throw new AppError('unavailable', { rpcId: rpc.id, headers: { 'retry-after': '1' }, detail: `limit store: ${error.message}` })
+    }
+    const policy = policyHeader(rules)
+    if (!result.ok) {
+      c.var.log('info', 'rate_limited', { sub: key, rule: result.rule, kind: result.kind })
+      throw new AppError('rate_limited', {
+        message: result.kind === 'rate' ? `rate limit exceeded (${result.rule}); retry after ${result.retryAfterSeconds}s` : `too many concurrent calls (${result.rule}); retry after ${result.retryAfterSeconds}s`,
+        rpcId: rpc.id,
+        data: { rule: result.rule, limit: result.limit, retryAfter: result.retryAfterSeconds },
+        headers: {
+          'retry-after': String(result.retryAfterSeconds),
+          'ratelimit-policy': policy,
+          ratelimit: `"${result.rule}";r=0;t=${result.retryAfterSeconds}`,
+        },
+      })
+    }
+    const release = () => (rules.concurrency.length === 0 ? Promise.resolve() : limiter.release(key, rules.concurrency, leaseId).catch((error: unknown) => {
+      c.var.log('warn', 'lease_release_failed', { error: String(error) })
+    }))
+    try {
+      await next()
+    } finally {
+      c.executionCtx.waitUntil(release())
+    }
+    const first = rules.rates[0]
+    if (first !== undefined) {
+      c.header('ratelimit-policy', policy)
+      c.header('ratelimit', `"${first.name}";r=${Math.max(0, result.remaining.get(first.name) ?? 0)};t=${Math.ceil(first.windowMs / 1000)}`)
+    }
+  })
