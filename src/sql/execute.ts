@@ -61,6 +61,7 @@
  * statement (then the wrapper here is at fault, not the query). Timeouts are
  * the caller's concern (it races this with its signal).
  */
+import { explainGate } from './explain-gate.ts'
 import type { GuardCode } from './guard.ts'
 
 /**
@@ -81,7 +82,7 @@ export interface ExecuteOptions {
 }
 
 /** Codes of `{ kind: 'refused' }` results: the guard's, and the two decided here. */
-export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error'
+export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error' | 'explain_refused'
 
 export type ExecuteResult =
   | {
@@ -120,6 +121,19 @@ export async function executeReadOnly(
   const { guardQuery } = await loadGuard()
   const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows })
   if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
+
+  // Second, independent gate (src/sql/explain-gate.ts): SQLite's own plan
+  // must open only the allowed tables' b-trees. Fails closed: a query error
+  // is reported as such, any other EXPLAIN failure refuses the query.
+  const gate = await explainGate(db, guard.sql, opts.allowedTables)
+  if (!gate.ok) {
+    const explained = `EXPLAIN ${guard.sql}`
+    const message = gate.cause === undefined ? undefined : sqlErrorMessage(gate.cause, explained, query)
+    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
+    // D1 outages, overload, ...: still no rows, reported as an internal error
+    if (gate.cause !== undefined) throw gate.cause
+    return { ok: false, kind: 'refused', code: 'explain_refused', message: gate.message }
+  }
 
   // The output columns: the guard's statement with LIMIT 0 (nothing runs).
   const probe = guard.sql.replace(/ LIMIT \d+$/, ' LIMIT 0')

@@ -39,6 +39,8 @@ function recordingD1(): { db: Pick<D1Database, 'prepare'>; received: number[] } 
   const db = {
     prepare(sql: string) {
       const statement = env.DB.prepare(sql)
+      // the EXPLAIN gate's two statements hand back plans and root pages, not rows
+      if (sql.startsWith('EXPLAIN ') || sql.startsWith('SELECT tbl_name, rootpage FROM sqlite_schema')) return statement
       return {
         async raw(options: { columnNames: true }) {
           const rows = await statement.raw(options)
