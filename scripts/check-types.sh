@@ -8,6 +8,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$root/wrangler.toml" "$root/worker-configuration.d.ts" "$tmp/"
+# Durable Object bindings are typed from the classes main exports, so the
+# sources come along (a symlink; .dev.vars stays behind).
+ln -s "$root/src" "$tmp/src"
 cd "$tmp"
 WRANGLER_SEND_METRICS=false "$root/node_modules/.bin/wrangler" types --check worker-configuration.d.ts >/dev/null 2>"$tmp/err" || {
   cat "$tmp/err" >&2
