@@ -282,6 +282,8 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     allowedList: opts.allowedTables.map(asciiLower).join(', '),
     frames: [],
     tables: new Set(),
+    bodies: [],
+    heavyReads: 0,
     growth: [],
   }
   try {
@@ -387,6 +389,10 @@ interface CteEntry {
   /** true while the CTE's own body is being walked: a reference then is recursion */
   inBody: boolean
   selfReferenced: boolean
+  /** recursive, or reads a recursive CTE: each read of it may yield up to MAX_RECURSIVE_ROWS rows */
+  heavy: boolean
+  /** reads of heavy CTEs inside this CTE's body */
+  heavyReads: number
 }
 
 interface WalkContext {
@@ -396,6 +402,10 @@ interface WalkContext {
   frames: Map<string, CteEntry>[]
   /** real tables referenced (lower case) */
   tables: Set<string>
+  /** the CTEs whose bodies are being walked, innermost last */
+  bodies: CteEntry[]
+  /** reads of heavy CTEs by the main query (outside every CTE body) */
+  heavyReads: number
   /** the growth functions (GROWTH_FUNCTIONS) enclosing the current node, outermost first */
   growth: string[]
 }
@@ -450,15 +460,18 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
       throw new Refused('table_not_allowed', `a CTE may not be named ${clip(cte.table.name)}: that name is reserved for a table that is not queryable`)
     }
     if (cte.search || cte.cycle) throw unsupported(cte.search ?? cte.cycle!)
-    const entry: CteEntry = { inBody: true, selfReferenced: false }
+    const entry: CteEntry = { inBody: true, selfReferenced: false, heavy: false, heavyReads: 0 }
     frame.set(name, entry)
+    ctx.bodies.push(entry)
     const body = cte.expr.expr
     if (body.type !== 'select_stmt' && body.type !== 'compound_select_stmt' && body.type !== 'paren_expr') {
       throw new Refused('not_select', `only SELECT statements are allowed (got ${statementName(body)} inside WITH ${clip(cte.table.name)})`)
     }
     walkQuery(body, ctx)
+    ctx.bodies.pop()
     entry.inBody = false
     if (entry.selfReferenced) checkRecursionBound(cte.table.name, body)
+    entry.heavy = entry.selfReferenced || entry.heavyReads > 0
   }
 }
 
@@ -534,6 +547,7 @@ function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void
       const entry = ctx.frames[i]!.get(name)
       if (entry) {
         if (entry.inBody) entry.selfReferenced = true
+        else if (entry.heavy) countHeavyRead(rawName, ctx)
         return
       }
     }
@@ -542,6 +556,24 @@ function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void
     throw new Refused('table_not_allowed', `table ${clip(rawName)} is not queryable; the queryable tables are: ${ctx.allowedList || '(none)'}`)
   }
   ctx.tables.add(name)
+}
+
+/**
+ * Bounding the work, not only each CTE: a recursive CTE yields up to
+ * MAX_RECURSIVE_ROWS rows per read, and reads multiply (`FROM a, a b` is
+ * 10^8 rows, a third alias 10^12; so does a correlated subquery over it, or
+ * a join of two recursive CTEs). So the main query, and each CTE body, may
+ * read at most one heavy CTE once; a CTE built on a heavy one is heavy too.
+ */
+function countHeavyRead(rawName: string, ctx: WalkContext): void {
+  const reader = ctx.bodies.at(-1) ?? ctx
+  reader.heavyReads += 1
+  if (reader.heavyReads > 1) {
+    throw new Refused(
+      'unbounded_recursion',
+      `${clip(rawName)} is (or is built on) a recursive CTE and is read more than once in one query; every read can yield up to ${MAX_RECURSIVE_ROWS} rows and joined reads multiply, so read a recursive CTE only once per query`,
+    )
+  }
 }
 
 /** Expressions and clause parts: descend into every child node. */

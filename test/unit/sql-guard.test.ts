@@ -71,6 +71,25 @@ describe('SQL guard: boundaries', () => {
     expect(guardQuery(q(MAX_RECURSIVE_ROWS + 1), opts)).toMatchObject({ code: 'unbounded_recursion' })
   })
 
+  it('bounds the work of a whole query: a recursive CTE (or one built on it) is read at most once', () => {
+    const rec = (name: string) => `${name}(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM ${name} LIMIT 10000)`
+    for (const q of [
+      `WITH ${rec('a')} SELECT count(*) FROM a, a b`,
+      `WITH ${rec('a')} SELECT count(*) FROM a, a b, a c`,
+      `WITH ${rec('a')}, b AS (SELECT x FROM a) SELECT count(*) FROM b, b c`,
+      `WITH ${rec('a')}, ${rec('c')} SELECT count(*) FROM a, c`,
+      `WITH ${rec('a')} SELECT (SELECT count(*) FROM a WHERE a.x > t.x) FROM a t`,
+      `WITH ${rec('a')}, b AS (SELECT a.x FROM a JOIN a a2 ON a2.x = a.x) SELECT count(*) FROM b`,
+    ]) {
+      expect(guardQuery(q, opts), q).toMatchObject({ code: 'unbounded_recursion', message: expect.stringMatching(/read more than once/) })
+    }
+    // one read of a recursive CTE, directly or through another CTE, still works
+    expect(guardQuery(`WITH ${rec('a')} SELECT count(*) FROM a`, opts).ok).toBe(true)
+    expect(guardQuery(`WITH ${rec('a')}, b AS (SELECT x FROM a) SELECT count(*) FROM b JOIN orders o ON o.id = b.x`, opts).ok).toBe(true)
+    // a non-recursive CTE may be joined with itself
+    expect(guardQuery('WITH b AS (SELECT id FROM orders) SELECT count(*) FROM b, b c', opts).ok).toBe(true)
+  })
+
   it('protects internal tables even when the caller lists them as allowed', () => {
     const careless = { allowedTables: [...BUSINESS_TABLES, 'audit_log', 'sqlite_master'], maxRows: 10 }
     expect(guardQuery('SELECT * FROM audit_log', careless)).toMatchObject({ code: 'table_not_allowed' })
@@ -191,11 +210,19 @@ describe("execute: which errors are the query's to fix", () => {
 
 describe('execute: against a stub D1', () => {
   const limits = { allowedTables: BUSINESS_TABLES, maxRows: 10, maxBytes: 10_000 }
-  /** A D1 whose probe (raw) and run (all) answer as given; it records the statements prepared. */
+  /** A D1 whose probe (raw) and run (all) answer as given; it records the statements prepared (but the gate's). */
   function stub(probe: () => Promise<unknown>, run: () => Promise<unknown>) {
     const statements: string[] = []
     const db = {
       prepare: (sql: string) => {
+        // The EXPLAIN gate's two statements (tested against workerd's D1 in
+        // test/integration/sql-bypass.test.ts) answer with a plan reading customers.
+        if (sql.startsWith('SELECT tbl_name, rootpage FROM sqlite_schema')) {
+          return { all: async () => ({ results: [{ tbl_name: 'customers', rootpage: 2 }] }) } as unknown as D1PreparedStatement
+        }
+        if (sql.startsWith('EXPLAIN ')) {
+          return { all: async () => ({ results: [{ opcode: 'OpenRead', p1: 0, p2: 2, p3: 0, p5: 0 }] }) } as unknown as D1PreparedStatement
+        }
         statements.push(sql)
         return { raw: probe, all: run } as unknown as D1PreparedStatement
       },
