@@ -137,6 +137,8 @@ export type GuardResult = { ok: true; sql: string; tables: string[] } | GuardRef
 export const MAX_QUERY_LENGTH = 1000
 /** Most rows a recursive CTE may produce (its LIMIT plus OFFSET). */
 export const MAX_RECURSIVE_ROWS = 10_000
+/** Most rows the recursive CTEs read together in one query (or one CTE body) may multiply to. */
+export const MAX_JOINED_ROWS = 1_000_000
 /** Largest accepted maxRows; the wrapper asks for maxRows + 1. */
 const MAX_ROWS_CEILING = 1_000_000
 
@@ -283,7 +285,7 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     frames: [],
     tables: new Set(),
     bodies: [],
-    heavyReads: 0,
+    product: 1,
     growth: [],
   }
   try {
@@ -389,10 +391,10 @@ interface CteEntry {
   /** true while the CTE's own body is being walked: a reference then is recursion */
   inBody: boolean
   selfReferenced: boolean
-  /** recursive, or reads a recursive CTE: each read of it may yield up to MAX_RECURSIVE_ROWS rows */
-  heavy: boolean
-  /** reads of heavy CTEs inside this CTE's body */
-  heavyReads: number
+  /** most rows one read of this CTE yields, when it is recursive or built on one (else undefined) */
+  rows: number | undefined
+  /** product of the row bounds of the heavy CTEs its body reads */
+  product: number
 }
 
 interface WalkContext {
@@ -404,8 +406,8 @@ interface WalkContext {
   tables: Set<string>
   /** the CTEs whose bodies are being walked, innermost last */
   bodies: CteEntry[]
-  /** reads of heavy CTEs by the main query (outside every CTE body) */
-  heavyReads: number
+  /** product of the row bounds of the heavy CTEs the main query reads */
+  product: number
   /** the growth functions (GROWTH_FUNCTIONS) enclosing the current node, outermost first */
   growth: string[]
 }
@@ -460,7 +462,7 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
       throw new Refused('table_not_allowed', `a CTE may not be named ${clip(cte.table.name)}: that name is reserved for a table that is not queryable`)
     }
     if (cte.search || cte.cycle) throw unsupported(cte.search ?? cte.cycle!)
-    const entry: CteEntry = { inBody: true, selfReferenced: false, heavy: false, heavyReads: 0 }
+    const entry: CteEntry = { inBody: true, selfReferenced: false, rows: undefined, product: 1 }
     frame.set(name, entry)
     ctx.bodies.push(entry)
     const body = cte.expr.expr
@@ -470,8 +472,8 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
     walkQuery(body, ctx)
     ctx.bodies.pop()
     entry.inBody = false
-    if (entry.selfReferenced) checkRecursionBound(cte.table.name, body)
-    entry.heavy = entry.selfReferenced || entry.heavyReads > 0
+    if (entry.selfReferenced) entry.rows = checkRecursionBound(cte.table.name, body)
+    else if (entry.product > 1) entry.rows = entry.product
   }
 }
 
@@ -480,7 +482,7 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
  * parser stores in the last member) needs LIMIT n with a literal n, and
  * n + OFFSET within MAX_RECURSIVE_ROWS.
  */
-function checkRecursionBound(name: string, body: Node): void {
+function checkRecursionBound(name: string, body: Node): number {
   let last = body
   while (last.type === 'compound_select_stmt') last = last.right
   const limit = last.type === 'select_stmt' ? last.clauses.find((c) => c.type === 'limit_clause') : undefined
@@ -493,6 +495,7 @@ function checkRecursionBound(name: string, body: Node): void {
   if (count === undefined || offset === undefined || count + offset > MAX_RECURSIVE_ROWS) {
     throw new Refused('unbounded_recursion', `recursive CTE ${clip(name)} needs a literal LIMIT (plus OFFSET) of at most ${MAX_RECURSIVE_ROWS}; ${hint}`)
   }
+  return Math.max(1, count + offset)
 }
 
 function literalCount(node: Node | undefined): number | undefined {
@@ -547,7 +550,7 @@ function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void
       const entry = ctx.frames[i]!.get(name)
       if (entry) {
         if (entry.inBody) entry.selfReferenced = true
-        else if (entry.heavy) countHeavyRead(rawName, ctx)
+        else if (entry.rows !== undefined) countHeavyRead(rawName, entry.rows, ctx)
         return
       }
     }
@@ -559,19 +562,20 @@ function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void
 }
 
 /**
- * Bounding the work, not only each CTE: a recursive CTE yields up to
- * MAX_RECURSIVE_ROWS rows per read, and reads multiply (`FROM a, a b` is
- * 10^8 rows, a third alias 10^12; so does a correlated subquery over it, or
- * a join of two recursive CTEs). So the main query, and each CTE body, may
- * read at most one heavy CTE once; a CTE built on a heavy one is heavy too.
+ * Bounding the work, not only each CTE: a recursive CTE yields up to its
+ * LIMIT rows per read, and reads multiply (`FROM a, a b` is 10^8 rows, a
+ * third alias 10^12; so does a correlated subquery over it, or a join of two
+ * recursive CTEs). The product of the row bounds of every heavy CTE read by
+ * the main query, and by each CTE body, stays within MAX_JOINED_ROWS; a CTE
+ * built on heavy ones is heavy too, with that product as its bound.
  */
-function countHeavyRead(rawName: string, ctx: WalkContext): void {
+function countHeavyRead(rawName: string, rows: number, ctx: WalkContext): void {
   const reader = ctx.bodies.at(-1) ?? ctx
-  reader.heavyReads += 1
-  if (reader.heavyReads > 1) {
+  reader.product *= rows
+  if (reader.product > MAX_JOINED_ROWS) {
     throw new Refused(
       'unbounded_recursion',
-      `${clip(rawName)} is (or is built on) a recursive CTE and is read more than once in one query; every read can yield up to ${MAX_RECURSIVE_ROWS} rows and joined reads multiply, so read a recursive CTE only once per query`,
+      `${clip(rawName)} is (or is built on) a recursive CTE of up to ${rows} rows, and the recursive CTEs read together in one query multiply to over ${MAX_JOINED_ROWS} rows; read a recursive CTE only once, or lower its LIMIT`,
     )
   }
 }

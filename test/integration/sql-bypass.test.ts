@@ -19,7 +19,7 @@ describe('refuses the three inputs of issue #13 through execute_query', () => {
   it.each([
     ['rows of audit_log through a U+00A0 after LIMIT', AUDIT_LOG_LEAK, /non-ASCII/],
     ['the schema through a U+00A0 after LIMIT', SCHEMA_LEAK, /non-ASCII/],
-    ['10^8 rows from a recursive CTE joined with itself', CTE_PRODUCT, /read more than once/],
+    ['10^8 rows from a recursive CTE joined with itself', CTE_PRODUCT, /multiply to over/],
   ])('refuses %s', async (_name, query, message) => {
     const client = await connectClient({ role: 'admin', sub: 'issue13-bypass' })
     const result = await client.callTool({ name: 'execute_query', arguments: { query } })
