@@ -38,21 +38,56 @@ interface Variant {
   config: string
   /** Worker settings (plain_text bindings); `origin` is the worker's own http://127.0.0.1:port. */
   vars?: (origin: string, jwks: string) => Record<string, string>
-  /** Authorization header value, or none. */
-  auth?: (env: DevEnv) => Promise<string>
+  /** Authorization header values, one per simulated user (rotated per request), or none. */
+  auth?: (env: DevEnv) => Promise<string[]>
 }
 
-// The variant list: adding a row ("+ limits", "audit off") is one entry.
-// The first row is the baseline every ratio is taken against.
+/**
+ * Users the load is spread over, round-robin per request. The limits control
+ * allows 60 tools/call per user per minute: a benchmark of one user would
+ * measure 429s, so every mcp-bastion row spreads its load over enough users
+ * (BENCH_USERS) that none is refused — the row then shows what checking the
+ * limits costs, not what refusing costs. Every row uses the same rotation.
+ */
+const USERS = Number(process.env['BENCH_USERS'] ?? 1500)
+/** One issuer and audience for every row, so one token pool serves them all. */
+const ISSUER = 'https://issuer.bench.invalid'
+const AUDIENCE = 'https://bastion.bench.invalid/mcp'
+let tokenPool: Promise<string[]> | undefined
+const bastionAuth = (env: DevEnv): Promise<string[]> =>
+  (tokenPool ??= Promise.all(
+    Array.from({ length: USERS }, (_, i) =>
+      mintDevToken({ role: 'read-only', sub: `bench-${i}`, ttlSeconds: 3600, env: { ...env, issuer: ISSUER, audience: AUDIENCE } }).then((t) => `Bearer ${t}`),
+    ),
+  ))
+
+/**
+ * mcp-bastion's middleware from src/ with only some controls, through the
+ * bench-only entry bench/variants/index.ts (BENCH_CONTROLS exists only there:
+ * the production entry src/index.ts has no switch).
+ */
+const bastion = (id: string, label: string, controls: string | undefined): Variant => ({
+  id,
+  label,
+  config: controls === undefined ? 'wrangler.toml' : 'bench/variants/wrangler.toml',
+  vars: (_origin, jwks) => ({
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE,
+    AUTH_JWKS: jwks,
+    LOG_LEVEL: 'warn',
+    ...(controls === undefined ? {} : { BENCH_CONTROLS: controls }),
+  }),
+  auth: bastionAuth,
+})
+
+// The variant list: adding a row is one line. The first row is the baseline
+// every ratio is taken against; "everything on" is src/index.ts itself.
 const VARIANTS: Variant[] = [
   { id: 'baseline', label: 'baseline (same SDK + tool, no controls)', config: 'bench/baseline/wrangler.toml' },
-  {
-    id: 'bastion',
-    label: 'mcp-bastion (everything on)',
-    config: 'wrangler.toml',
-    vars: (origin, jwks) => ({ AUTH_ISSUER: origin, AUTH_AUDIENCE: `${origin}/mcp`, AUTH_JWKS: jwks }),
-    auth: async (env) => `Bearer ${await mintDevToken({ role: 'read-only', sub: 'bench', ttlSeconds: 3600, env })}`,
-  },
+  bastion('auth', 'auth only (origin, body cap, JWT, JSON-RPC checks)', ''),
+  bastion('policy', '+ policy (scope decision)', 'policy'),
+  bastion('limits', '+ limits (= everything but audit)', 'policy,limits'),
+  bastion('bastion', '+ audit = mcp-bastion, everything on (src/index.ts)', undefined),
 ]
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
@@ -61,6 +96,8 @@ interface Running {
   variant: Variant
   url: string
   headers: Record<string, string>
+  /** Authorization values rotated per request (empty: none). */
+  auths: string[]
   pids: number[]
   dispose: () => Promise<void>
 }
@@ -152,7 +189,8 @@ async function start(variant: Variant, dir: string, dataFile: string, jwks: stri
     accept: 'application/json, text/event-stream',
     'mcp-protocol-version': '2025-11-25',
   }
-  if (variant.auth) headers['authorization'] = await variant.auth(env)
+  const auths = variant.auth ? await variant.auth(env) : []
+  if (auths[0] !== undefined) headers['authorization'] = auths[0]
   const url = `${origin}/mcp`
   // The call must succeed with the customer, or the numbers mean nothing.
   const check = await fetch(url, { method: 'POST', headers, body: BODY })
@@ -160,7 +198,7 @@ async function start(variant: Variant, dir: string, dataFile: string, jwks: stri
   if (check.status !== 200 || !text.includes('"cus_007"') || text.includes('"isError":true')) throw new Error(`${variant.id}: get_customer answered ${check.status}: ${text.slice(0, 300)}`)
   const pids = workerdPids().filter((p) => !before.has(p))
   if (pids.length === 0) throw new Error(`${variant.id}: no workerd process found`)
-  return { variant, url, headers, pids, dispose: () => worker.dispose() }
+  return { variant, url, headers, auths, pids, dispose: () => worker.dispose() }
 }
 
 /**
@@ -179,8 +217,26 @@ async function settle(pids: number[]): Promise<number> {
   return Date.now() - t
 }
 
+let nextUser = 0
 async function load(run: Running, connections: number, seconds: number): Promise<autocannon.Result> {
-  return autocannon({ url: run.url, method: 'POST', headers: run.headers, body: BODY, connections, duration: seconds })
+  const { auths } = run
+  return autocannon({
+    url: run.url,
+    connections,
+    duration: seconds,
+    requests: [
+      {
+        method: 'POST',
+        path: '/mcp',
+        headers: run.headers,
+        body: BODY,
+        setupRequest: (req) => {
+          if (auths.length === 0) return req
+          return { ...req, headers: { ...req.headers, authorization: auths[nextUser++ % auths.length]! } }
+        },
+      },
+    ],
+  })
 }
 
 const median = (xs: number[]): number => {
@@ -225,7 +281,8 @@ function startupCpu(): { ms: number } | { error: string } {
 function micro(file: string): string[] {
   const r = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'scripts', 'bench', file)], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
   if (r.status !== 0) return [`(failed: ${`${r.stderr}`.trim().split('\n').at(-1) ?? r.status})`]
-  return `${r.stdout}`.split('\n').filter((l) => l.trim())
+  // wrangler's own warnings (no network for Request.cf) are not results.
+  return `${r.stdout}`.split('\n').filter((l) => l.trim() && !/^\[wrangler|^Error: getaddrinfo|^\s+at /.test(l))
 }
 
 async function main(): Promise<void> {
@@ -304,7 +361,7 @@ async function main(): Promise<void> {
   )
   const base = (c: number) => rows.find((r) => r.variant === VARIANTS[0]!.id && r.connections === c)!
   const withRatio = rows.map((r) => ({ ...r, rpsRatio: r.rps / base(r.connections).rps, cpuRatio: r.cpuMsPerReq / base(r.connections).cpuMsPerReq }))
-  const extra = { bundle: bundle(), startup: startupCpu(), sqlGuard: micro('sql-guard.ts'), estimate: micro('estimate.ts') }
+  const extra = { bundle: bundle(), startup: startupCpu(), sqlGuard: micro('sql-guard.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts') }
   const date = new Date().toISOString()
   const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
 
@@ -328,6 +385,10 @@ async function main(): Promise<void> {
     '## SQL guard (scripts/bench/sql-guard.ts)',
     '```',
     ...extra.sqlGuard,
+    '```',
+    '## Limit check per backend (scripts/bench/limits.ts)',
+    '```',
+    ...extra.limits,
     '```',
     '## Token estimator and output cap (scripts/bench/estimate.ts)',
     '```',
