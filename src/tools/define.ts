@@ -4,7 +4,7 @@
 // AbortSignal and the request id — never `env` or the raw D1 binding.
 // Annotations are hints for clients, never a security boundary: the policy is.
 import type { ToolAnnotations } from '@modelcontextprotocol/server'
-import type { z } from 'zod'
+import type * as z from 'zod'
 import type { Principal } from '../auth/principal.ts'
 import type { DataAccess } from '../db/queries.ts'
 
