@@ -1,4 +1,4 @@
-// The MCP SDK's HTTP entry, created once per isolate, serving one endpoint
+// The MCP SDK's HTTP entry, created once per isolate (on first use), serving one endpoint
 // for both protocol eras from the same server factory:
 //   2026-07-28 (stateless, per-request envelope) → createMcpHandler, JSON responses;
 //   2025-03-26 … 2025-11-25 (initialize handshake, no session) → a stateless
@@ -21,11 +21,15 @@ function scopeOf(authInfo: AuthInfo | undefined): RequestScope {
   return scope as RequestScope
 }
 
-const modern = createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo)), {
-  legacy: 'reject',
-  responseMode: 'json',
-  onerror,
-})
+// Created on the first modern-era request, not at module scope: isolate
+// startup does not pay for it (bench/run.ts measures startup CPU).
+let modern: ReturnType<typeof createMcpHandler> | undefined
+const modernHandler = () =>
+  (modern ??= createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo)), {
+    legacy: 'reject',
+    responseMode: 'json',
+    onerror,
+  }))
 
 async function serveLegacy(request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
   const server = buildServer(scopeOf(authInfo))
@@ -48,5 +52,5 @@ export async function serveMcp(request: Request, scope: RequestScope, parsedBody
     extra: { [SCOPE_KEY]: scope },
   }
   if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, authInfo, parsedBody)
-  return modern.fetch(request, { authInfo, parsedBody })
+  return modernHandler().fetch(request, { authInfo, parsedBody })
 }
