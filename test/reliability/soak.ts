@@ -1,0 +1,303 @@
+// npm run test:reliability (second part) — soak and faults against the real
+// Worker (src/index.ts through wrangler's unstable_startWorker, inspector off,
+// loopback, its own persisted local D1 seeded with schema.sql + demo data).
+//
+// Soak: SOAK_CALLS (5000) tools/call at SOAK_IN_FLIGHT (50) in flight over 10
+// users (read-only, editor, admin), mixed tools and outcomes: successes, a
+// mutation (create_ticket), invalid arguments, 403 (a tool the role lacks),
+// 429 (60 calls per user per minute, 5 in flight, are far below the offered
+// load). Then, from the D1 file:
+//   - every answered call has exactly one audit row (by X-Request-Id), and
+//     there is no row for a request that was not made;
+//   - the hash chain verifies (scripts/audit-verify.ts, the same code);
+//   - no user got more calls past the limiter than the policy allows: the
+//     rows charged (every outcome but rate_limited and denied) of one user in
+//     any 59 s span are at most 60 (1 s of slack for the gap between the
+//     audit timestamp, taken when the request starts, and the limiter's);
+//   - no 5xx.
+// Faults:
+//   (b) D1 failing during a mutation: a trigger that aborts every UPDATE of
+//       `orders` is added to the live database (a real SQLite error inside the
+//       mutation's batch); update_order is refused with a generic error and a
+//       request id, the order is unchanged and no `ok` audit row exists; with
+//       the trigger gone the same call succeeds.
+//   (a) limit store stopped mid-run: the embedded limiter is a Durable Object
+//       inside the Worker's own runtime; there is no store to stop without
+//       stopping the Worker. Skipped (printed) until a remote backend exists.
+//   (c) audit sequencer restarted mid-run: needs the sequencer Durable Object
+//       (issue #9). Skipped (printed) until it exists.
+// Every loop is bounded in count and time.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { unstable_startWorker } from 'wrangler'
+import { demoDataStatements } from '../../scripts/demo-data.ts'
+import { main as auditVerify } from '../../scripts/audit-verify.ts'
+import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../../scripts/lib/dev-env.ts'
+import { mintDevToken } from '../../scripts/token.ts'
+import { freePorts } from '../e2e/support/server.ts'
+
+const CALLS = Number(process.env['SOAK_CALLS'] ?? 5000)
+const IN_FLIGHT = Number(process.env['SOAK_IN_FLIGHT'] ?? 50)
+const SOAK_DEADLINE_MS = Number(process.env['SOAK_DEADLINE_MS'] ?? 240_000)
+const REQUEST_TIMEOUT_MS = 60_000
+const ISSUER = 'https://issuer.soak.invalid'
+const AUDIENCE = 'https://bastion.soak.invalid/mcp'
+const RATE_LIMIT = 60
+const RATE_SPAN_MS = 59_000
+
+type Role = 'read-only' | 'editor' | 'admin'
+interface User {
+  sub: string
+  role: Role
+  auth: string
+}
+interface Call {
+  name: string
+  arguments: Record<string, unknown>
+  /** what the call should end as, before limits: 'ok' | 'denied' | 'invalid' */
+  expect: 'ok' | 'denied' | 'invalid'
+}
+interface Answer {
+  sub: string
+  tool: string
+  expect: Call['expect']
+  status: number
+  requestId: string | null
+  rpcError: boolean
+  isError: boolean
+  /** the body, kept for 5xx answers only */
+  body?: string
+}
+
+function d1(persist: string, sql: string): Record<string, unknown>[] {
+  const r = spawnSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '-c', 'wrangler.toml', '--persist-to', persist, '--json', '--command', sql], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+  })
+  if (r.status !== 0) throw new Error(`d1 ${sql.slice(0, 60)}: ${r.stderr || r.stdout}`)
+  const parsed = JSON.parse(r.stdout) as { results: Record<string, unknown>[] }[]
+  return parsed.flatMap((p) => p.results)
+}
+
+function seed(persist: string, dir: string): void {
+  const dataFile = join(dir, 'demo-data.sql')
+  writeFileSync(dataFile, demoDataStatements().join('\n') + '\n')
+  for (const file of [join(ROOT, 'schema.sql'), dataFile]) {
+    const r = spawnSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '-c', 'wrangler.toml', '--persist-to', persist, '--yes', '--file', file], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+    })
+    if (r.status !== 0) throw new Error(`seeding failed: ${r.stderr || r.stdout}`)
+  }
+}
+
+/** The call user `u` makes as its `k`-th: mostly successes, some refusals of each kind. */
+function callFor(u: User, k: number): Call {
+  const cus = `cus_${String((k % 20) + 1).padStart(3, '0')}`
+  const pick = k % 10
+  if (pick === 0) return { name: 'get_customer', arguments: { customerId: 'not an id' }, expect: 'invalid' }
+  if (pick === 1) {
+    // A tool this role lacks (admin has every scope: it asks for an unknown argument instead).
+    if (u.role === 'read-only') return { name: 'create_ticket', arguments: { customerId: cus, subject: 's', body: 'b' }, expect: 'denied' }
+    if (u.role === 'editor') return { name: 'execute_query', arguments: { query: 'SELECT 1' }, expect: 'denied' }
+    return { name: 'list_orders', arguments: { bogus: 1 }, expect: 'invalid' }
+  }
+  if (pick === 2 && u.role !== 'read-only') {
+    return { name: 'create_ticket', arguments: { customerId: cus, subject: `soak ${u.sub} ${k}`, body: 'written by the soak test', priority: 'low' }, expect: 'ok' }
+  }
+  if (pick === 3) return { name: 'list_orders', arguments: { customerId: cus }, expect: 'ok' }
+  if (pick === 4) return { name: 'search_products', arguments: { query: 'a' }, expect: 'ok' }
+  return { name: 'get_customer', arguments: { customerId: cus }, expect: 'ok' }
+}
+
+async function post(url: string, auth: string, name: string, args: Record<string, unknown>): Promise<{ status: number; requestId: string | null; body: string }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: auth },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  })
+  return { status: response.status, requestId: response.headers.get('x-request-id'), body: await response.text() }
+}
+
+async function waitForAuditRows(persist: string, expected: number): Promise<number> {
+  const until = Date.now() + 90_000
+  let n = 0
+  while (Date.now() < until) {
+    n = Number(d1(persist, 'SELECT count(*) AS n FROM audit_log')[0]?.['n'] ?? 0)
+    if (n >= expected) return n
+    await new Promise((r) => setTimeout(r, 2000))
+  }
+  return n
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now()
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-soak-'))
+  const persist = join(dir, 'state')
+  const [port] = (await freePorts(1)) as [number]
+  const origin = `http://127.0.0.1:${port}`
+  const env: DevEnv = { dir, isDefault: false, port, origin, issuer: ISSUER, audience: AUDIENCE, persistTo: persist }
+  seed(persist, dir)
+  const keys = await ensureKeys(env)
+  const plain = (value: string) => ({ type: 'plain_text' as const, value })
+  const worker = await unstable_startWorker({
+    config: join(ROOT, 'wrangler.toml'),
+    bindings: { AUTH_ISSUER: plain(ISSUER), AUTH_AUDIENCE: plain(AUDIENCE), AUTH_JWKS: plain(JSON.stringify(keys.publicJwks)), LOG_LEVEL: plain('warn') },
+    envFiles: [],
+    sendMetrics: false,
+    dev: { inspector: false, server: { hostname: '127.0.0.1', port }, logLevel: 'warn', persist, watch: false, liveReload: false },
+  })
+  let failed = false
+  try {
+    await worker.ready
+    const url = `${origin}/mcp`
+    const roles: Role[] = ['read-only', 'editor', 'admin']
+    const users: User[] = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const role = roles[i % 3]!
+        const sub = `soak-${i}-${role}`
+        return { sub, role, auth: `Bearer ${await mintDevToken({ role, sub, ttlSeconds: 3600, env })}` }
+      }),
+    )
+
+    // ---- soak
+    const answers: Answer[] = []
+    const lost: string[] = []
+    let next = 0
+    const soakStart = Date.now()
+    const worker1 = async () => {
+      while (next < CALLS && Date.now() - soakStart < SOAK_DEADLINE_MS) {
+        const k = next++
+        const user = users[k % users.length]!
+        const call = callFor(user, Math.floor(k / users.length))
+        try {
+          const r = await post(url, user.auth, call.name, call.arguments)
+          let rpcError = false
+          let isError = false
+          try {
+            const body = JSON.parse(r.body) as { error?: unknown; result?: { isError?: boolean } }
+            rpcError = body.error !== undefined
+            isError = body.result?.isError === true
+          } catch {
+            rpcError = true
+          }
+          answers.push({ sub: user.sub, tool: call.name, expect: call.expect, status: r.status, requestId: r.requestId, rpcError, isError, ...(r.status >= 500 ? { body: r.body.slice(0, 300) } : {}) })
+        } catch (error) {
+          lost.push(`${call.name} for ${user.sub}: ${error instanceof Error ? error.message : String(error)}`)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: IN_FLIGHT }, worker1))
+    const soakSeconds = (Date.now() - soakStart) / 1000
+    const byStatus = new Map<number, number>()
+    for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1)
+    console.log(
+      `soak: ${answers.length}/${CALLS} calls answered in ${soakSeconds.toFixed(0)} s at ${IN_FLIGHT} in flight over ${users.length} users: ` +
+        [...byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`).join(' ') +
+        (lost.length ? `; ${lost.length} without an answer (first: ${lost[0]})` : ''),
+    )
+    assert.equal(lost.length, 0, 'every call gets an answer')
+    assert.equal(answers.length, CALLS, `all ${CALLS} calls made within ${SOAK_DEADLINE_MS / 1000} s`)
+    const fivexx = answers.filter((a) => a.status >= 500)
+    if (fivexx.length) console.error(`5xx answers, first: ${fivexx[0]!.tool}: ${fivexx[0]!.body}`)
+    assert.equal(fivexx.length, 0, `no 5xx (got ${fivexx.length})`)
+    assert.ok(answers.every((a) => a.requestId), 'every answer carries an X-Request-Id')
+    // Each kind of outcome happened, and each as expected.
+    const ok = answers.filter((a) => a.status === 200 && !a.rpcError && !a.isError)
+    const denied = answers.filter((a) => a.status === 403)
+    const limited = answers.filter((a) => a.status === 429)
+    const invalid = answers.filter((a) => a.status === 200 && (a.rpcError || a.isError))
+    console.log(`soak outcomes: ${ok.length} ok, ${invalid.length} invalid input, ${denied.length} denied (403), ${limited.length} rate limited (429)`)
+    assert.ok(ok.length > 0 && invalid.length > 0 && denied.length > 0 && limited.length > 0, 'the mix has every outcome')
+    assert.ok(denied.every((a) => a.expect === 'denied'), 'only calls outside the role were denied')
+    assert.ok(ok.every((a) => a.expect === 'ok'), 'no refused call succeeded')
+    assert.ok(answers.filter((a) => a.expect === 'denied').every((a) => a.status === 403), 'every call outside the role was denied')
+
+    // ---- audit: one row per answered call, nothing else
+    const rows = await waitForAuditRows(persist, answers.length)
+    const audit = d1(persist, 'SELECT request_id, sub, ts, outcome FROM audit_log ORDER BY seq')
+    const perId = new Map<string, number>()
+    for (const row of audit) perId.set(String(row['request_id']), (perId.get(String(row['request_id'])) ?? 0) + 1)
+    const missing = answers.filter((a) => !perId.has(a.requestId!))
+    const doubled = [...perId].filter(([, n]) => n > 1)
+    const asked = new Set(answers.map((a) => a.requestId))
+    const strangers = [...perId.keys()].filter((id) => !asked.has(id))
+    console.log(`soak audit: ${rows} rows for ${answers.length} answered calls; ${missing.length} calls without a row, ${doubled.length} request ids with more than one, ${strangers.length} rows for no call`)
+    assert.equal(missing.length, 0, 'every answered call has an audit row')
+    assert.equal(doubled.length, 0, 'no call has two audit rows')
+    assert.equal(strangers.length, 0, 'no audit row without a call')
+
+    // ---- limits: what passed the limiter stays within the policy
+    let worst = 0
+    for (const user of users) {
+      const times = audit
+        .filter((r) => r['sub'] === user.sub && r['outcome'] !== 'rate_limited' && r['outcome'] !== 'denied')
+        .map((r) => Date.parse(String(r['ts'])))
+        .sort((a, b) => a - b)
+      let lo = 0
+      for (let hi = 0; hi < times.length; hi++) {
+        while (times[hi]! - times[lo]! > RATE_SPAN_MS) lo++
+        worst = Math.max(worst, hi - lo + 1)
+      }
+    }
+    console.log(`soak limits: at most ${worst} charged calls of one user in any ${RATE_SPAN_MS / 1000} s (policy: ${RATE_LIMIT} per 60 s)`)
+    assert.ok(worst <= RATE_LIMIT, `a user exceeded its rate limit: ${worst} > ${RATE_LIMIT}`)
+
+    // ---- fault (b): D1 fails inside the mutation
+    const editor = { sub: 'fault-editor', auth: `Bearer ${await mintDevToken({ role: 'editor', sub: 'fault-editor', ttlSeconds: 3600, env })}` }
+    const pending = d1(persist, "SELECT id, status FROM orders WHERE status = 'pending' ORDER BY id LIMIT 1")[0]
+    assert.ok(pending, 'the demo data has a pending order')
+    const orderId = String(pending['id'])
+    d1(persist, "CREATE TRIGGER soak_fault BEFORE UPDATE ON orders BEGIN SELECT RAISE(ABORT, 'injected fault: orders are read-only'); END")
+    const refused = await post(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'during the fault' })
+    const statusDuring = d1(persist, `SELECT status FROM orders WHERE id = '${orderId}'`)[0]?.['status']
+    console.log(`fault (b): update_order during the D1 fault answered ${refused.status}: ${refused.body.slice(0, 200)}`)
+    assert.equal(statusDuring, 'pending', 'the failed mutation changed nothing')
+    assert.ok(!refused.body.includes('injected fault'), 'the database error does not reach the client')
+    const refusedBody = JSON.parse(refused.body) as { error?: { data?: { requestId?: string } }; result?: { isError?: boolean; content?: { text?: string }[] } }
+    assert.ok(refusedBody.error !== undefined || refusedBody.result?.isError === true, 'the client is told the call failed')
+    assert.ok(refused.requestId && refused.body.includes(refused.requestId), 'the failure names the request id')
+    d1(persist, 'DROP TRIGGER soak_fault')
+    const retried = await post(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'after the fault' })
+    const statusAfter = d1(persist, `SELECT status FROM orders WHERE id = '${orderId}'`)[0]?.['status']
+    console.log(`fault (b): after the fault update_order answered ${retried.status}; order ${orderId} is ${String(statusAfter)}`)
+    assert.equal(retried.status, 200)
+    assert.equal(statusAfter, 'paid', 'the same mutation succeeds once D1 is healthy, without a restart')
+    await waitForAuditRows(persist, answers.length + 2)
+    const faultRows = d1(persist, `SELECT request_id, outcome FROM audit_log WHERE sub = 'fault-editor' ORDER BY seq`)
+    assert.ok(!faultRows.some((r) => r['request_id'] === refused.requestId && r['outcome'] === 'ok'), 'no ok audit row for the failed mutation')
+    assert.ok(faultRows.some((r) => r['request_id'] === retried.requestId && r['outcome'] === 'ok'), 'the retried mutation is audited ok')
+
+    console.log('fault (a) limit store stopped: SKIPPED — the embedded limiter runs inside the Worker; no separate store to stop')
+    console.log('fault (c) audit sequencer restarted: SKIPPED — no audit sequencer in this build')
+  } catch (error) {
+    failed = true
+    console.error(error)
+  } finally {
+    await worker.dispose().catch(() => {})
+  }
+  try {
+    // ---- the chain, with the same code as npm run audit:verify
+    const code = await auditVerify(['--persist-to', persist])
+    if (code !== 0) {
+      failed = true
+      console.error(`audit chain did not verify (exit ${code})`)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  console.log(`soak + faults: ${failed ? 'FAILED' : 'passed'} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  process.exit(failed ? 1 : 0)
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
