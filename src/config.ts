@@ -49,6 +49,7 @@ const RawConfig = z
     AUDIT_RETENTION_DAYS: optionalText,
     AUTH_REQUIRE_AT_JWT: optionalText,
     LOG_LEVEL: optionalText,
+    AUTH_DPOP: optionalText,
   })
   .loose()
 
@@ -67,7 +68,12 @@ export interface Config {
   requireAtJwt: boolean
   /** LOG_LEVEL: lines below it are not written. */
   logLevel: LogLevel
+  /** AUTH_DPOP (README "DPoP"): whether DPoP-bound tokens and proofs are accepted, or required. */
+  dpop: DpopMode
 }
+
+export const DPOP_MODES = ['off', 'allowed', 'required'] as const
+export type DpopMode = (typeof DPOP_MODES)[number]
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
 
@@ -155,6 +161,9 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const logLevel = (raw.LOG_LEVEL ?? 'info').toLowerCase()
   if (!isLogLevel(logLevel)) return fail('LOG_LEVEL', 'must be one of debug, info, warn, error')
 
+  const dpop = (raw.AUTH_DPOP ?? 'allowed').toLowerCase()
+  if (!(DPOP_MODES as readonly string[]).includes(dpop)) return fail('AUTH_DPOP', 'must be one of off, allowed, required')
+
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
@@ -173,6 +182,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       auditRetentionDays,
       requireAtJwt,
       logLevel,
+      dpop: dpop as DpopMode,
     },
   }
 }

@@ -39,6 +39,8 @@ export interface VerifiedToken {
   tokenId: string
   clientId: string | undefined
   expiresAt: number
+  /** `cnf.jkt` (RFC 9449 §6): the thumbprint of the key a DPoP-bound token is bound to. */
+  jkt: string | undefined
 }
 
 export type TokenFailureCode =
@@ -199,6 +201,16 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     const role = payload['role']
     if (role !== undefined && typeof role !== 'string') return failure('invalid_claim', 'role must be a string')
     const clientId = payload['client_id'] ?? payload['azp']
+    // Sender-constrained tokens: only DPoP binding (cnf.jkt) can be checked here;
+    // a token bound some other way (e.g. mTLS x5t#S256) is refused, not trusted as bearer.
+    const cnf = payload['cnf']
+    let jkt: string | undefined
+    if (cnf !== undefined) {
+      if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return failure('invalid_claim', 'cnf must be an object')
+      const value = (cnf as Record<string, unknown>)['jkt']
+      if (typeof value !== 'string' || !/^[\w-]{43}$/.test(value)) return failure('invalid_claim', 'cnf has no SHA-256 jkt: only DPoP-bound tokens are supported')
+      jkt = value
+    }
 
     return {
       ok: true,
@@ -209,6 +221,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         tokenId: typeof payload.jti === 'string' && payload.jti.length > 0 && payload.jti.length <= 128 ? payload.jti : await digestId(token),
         clientId: typeof clientId === 'string' ? clientId : undefined,
         expiresAt: payload.exp!,
+        jkt,
       },
     }
   }
