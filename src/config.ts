@@ -48,6 +48,8 @@ const RawConfig = z
     ALERT_WEBHOOK_SECRET: optionalText,
     AUDIT_RETENTION_DAYS: optionalText,
     AUTH_REQUIRE_AT_JWT: optionalText,
+    AUTH_JWKS_COOLDOWN_SECONDS: optionalText,
+    AUTH_JWKS_CACHE_SECONDS: optionalText,
     LOG_LEVEL: optionalText,
     AUTH_DPOP: optionalText,
   })
@@ -58,7 +60,8 @@ export interface Config {
   audience: string
   /** The RFC 9728 metadata URL for AUTH_AUDIENCE (path-suffixed form). */
   resourceMetadataUrl: string
-  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  /** Remote: AUTH_JWKS_URL with AUTH_JWKS_COOLDOWN_SECONDS (default 30) and AUTH_JWKS_CACHE_SECONDS (default 600). */
+  jwks: { kind: 'remote'; url: URL; cooldownSeconds: number; cacheSeconds: number } | { kind: 'local'; document: JwksDocument }
   algorithms: string[]
   allowedOrigins: ReadonlySet<string>
   maxBodyBytes: number
@@ -114,7 +117,12 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   let jwks: Config['jwks']
   if (raw.AUTH_JWKS_URL && raw.AUTH_JWKS) return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS, not both')
   if (raw.AUTH_JWKS_URL) {
-    jwks = { kind: 'remote', url: new URL(raw.AUTH_JWKS_URL) }
+    // An unknown kid (or a failed fetch) refetches the JWKS at most once per cooldown.
+    const cooldownSeconds = positiveInt(raw.AUTH_JWKS_COOLDOWN_SECONDS, 30)
+    if (cooldownSeconds === undefined) return fail('AUTH_JWKS_COOLDOWN_SECONDS', 'must be a positive integer number of seconds')
+    const cacheSeconds = positiveInt(raw.AUTH_JWKS_CACHE_SECONDS, 600)
+    if (cacheSeconds === undefined || cacheSeconds < cooldownSeconds) return fail('AUTH_JWKS_CACHE_SECONDS', 'must be a positive integer number of seconds, at least AUTH_JWKS_COOLDOWN_SECONDS')
+    jwks = { kind: 'remote', url: new URL(raw.AUTH_JWKS_URL), cooldownSeconds, cacheSeconds }
   } else if (raw.AUTH_JWKS) {
     let json: unknown
     try {

@@ -5,7 +5,6 @@
 // on the wire ("invalid token"); the precise reason goes to the log.
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -13,12 +12,13 @@ import {
   type JWTVerifyGetKey,
 } from 'jose'
 import type { JwksDocument } from '../config.ts'
+import { createRemoteKeySet, KeysUnavailableError } from './remote-jwks.ts'
 
 export interface VerifierOptions {
   issuer: string
   audience: string
   algorithms: readonly string[]
-  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  jwks: RemoteJwks | { kind: 'local'; document: JwksDocument }
   /** Seconds of clock skew tolerated on exp/nbf/iat. */
   clockToleranceSeconds?: number
   /** For tests: the verification time. */
@@ -29,6 +29,16 @@ export interface VerifierOptions {
    * Off by default because several identity providers issue `typ: JWT`.
    */
   requireAtJwt?: boolean
+}
+
+/** AUTH_JWKS_URL; the timings are AUTH_JWKS_COOLDOWN_SECONDS / AUTH_JWKS_CACHE_SECONDS (see remote-jwks.ts). */
+export interface RemoteJwks {
+  kind: 'remote'
+  url: URL
+  /** Default 30: at most one JWKS fetch per this many seconds for unknown kids or after a failure. */
+  cooldownSeconds?: number
+  /** Default 600: keys are fetched again when older. */
+  cacheSeconds?: number
 }
 
 export interface VerifiedToken {
@@ -83,11 +93,12 @@ function failure(code: TokenFailureCode, detail: string): VerifyResult {
 }
 
 /**
- * Maps jose's errors to our codes. With a remote key set, errors that are not
- * about the token (the JWKS endpoint failing or unreachable) are
- * `keys_unavailable`, logged as an outage rather than a bad token.
+ * Maps jose's errors to our codes. The remote key set reports an issuer it
+ * cannot reach as KeysUnavailableError: `keys_unavailable`, logged as an
+ * outage rather than a bad token.
  */
-function classify(error: unknown, remoteKeys = false): VerifyResult {
+function classify(error: unknown): VerifyResult {
+  if (error instanceof KeysUnavailableError) return failure('keys_unavailable', error.message)
   if (error instanceof errors.JWTExpired) return failure('expired', error.message)
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.reason === 'missing') return failure('missing_claim', `missing claim ${error.claim}`)
@@ -100,10 +111,6 @@ function classify(error: unknown, remoteKeys = false): VerifyResult {
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return failure('unknown_key', error.message)
   if (error instanceof errors.JWSSignatureVerificationFailed) return failure('bad_signature', error.message)
   if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) return failure('keys_unavailable', error.message)
-  if (remoteKeys && !(error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid || error instanceof errors.JOSENotSupported)) {
-    // e.g. the JWKS endpoint answered 503 (a generic JOSEError) or fetch failed (TypeError)
-    return failure('keys_unavailable', error instanceof Error ? `${error.name}: ${error.message}` : String(error))
-  }
   if (error instanceof errors.JOSEError) return failure('malformed', `${error.code}: ${error.message}`)
   if (error instanceof TypeError || error instanceof SyntaxError) return failure('malformed', error.message)
   throw error
@@ -140,7 +147,12 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
   const keys: JWTVerifyGetKey =
     opts.jwks.kind === 'local'
       ? createLocalJWKSet(opts.jwks.document as Parameters<typeof createLocalJWKSet>[0])
-      : createRemoteJWKSet(opts.jwks.url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+      : createRemoteKeySet({
+          url: opts.jwks.url,
+          timeoutMs: 5000,
+          cooldownMs: (opts.jwks.cooldownSeconds ?? 30) * 1000,
+          cacheMaxAgeMs: (opts.jwks.cacheSeconds ?? 600) * 1000,
+        })
   const clockTolerance = opts.clockToleranceSeconds ?? 30
 
   return async function verifyToken(token: string): Promise<VerifyResult> {
@@ -184,7 +196,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         ;({ payload } = await verifyWithCandidates(token, error, verifyOptions))
       }
     } catch (error) {
-      return classify(error, opts.jwks.kind === 'remote')
+      return classify(error)
     }
 
     // jose checks iat only with maxTokenAge; a token "issued" in the future is not valid yet.
