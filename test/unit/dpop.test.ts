@@ -6,6 +6,8 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
 import { accessTokenHash, createDpopVerifier, normalizeHtu, type DpopFailureCode, type DpopRequest, type ReplayStore } from '../../src/auth/dpop.ts'
+import { durableReplayStore, ReplayStoreError, type ReplayNamespace, type ReplayObject } from '../../src/auth/dpop-store.ts'
+import { parseConfig } from '../../src/config.ts'
 
 const URL_MCP = 'https://bastion.test/mcp'
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xIn0.c2lnbmF0dXJl'
@@ -229,5 +231,57 @@ describe('htu normalisation', () => {
 
   it.each(['/mcp', 'ftp://bastion.test/mcp', 'not a url'])('refuses %s', (input) => {
     expect(normalizeHtu(input)).toBeUndefined()
+  })
+})
+
+describe('the replay store over the Durable Object namespace (dpop-store.ts)', () => {
+  // The namespace is a stand-in here: what is tested is the adapter's naming,
+  // timeout and error mapping; the object itself runs in test/integration/dpop.test.ts.
+  function namespace(object: ReplayObject, names: string[] = []): ReplayNamespace {
+    return {
+      idFromName: (name) => {
+        names.push(name)
+        return { name } as unknown as DurableObjectId
+      },
+      get: () => object,
+    }
+  }
+
+  it('asks the object named by the key thumbprint, once, with the jti and expiry', async () => {
+    const names: string[] = []
+    const calls: [string, number][] = []
+    const store = durableReplayStore(namespace({ checkAndStore: async (jti, exp) => (calls.push([jti, exp]), true) }, names))
+    expect(await store.checkAndStore('jkt-a', 'jti-1', 123)).toBe(true)
+    expect(names).toEqual(['jkt-a'])
+    expect(calls).toEqual([['jti-1', 123]])
+  })
+
+  it('fails closed (throws) when the object does not answer within the timeout', async () => {
+    const store = durableReplayStore(namespace({ checkAndStore: () => new Promise<boolean>(() => {}) }), 20)
+    await expect(store.checkAndStore('jkt', 'jti', 1)).rejects.toBeInstanceOf(ReplayStoreError)
+  })
+
+  it('fails closed (throws) when the object call fails', async () => {
+    const store = durableReplayStore(namespace({ checkAndStore: () => Promise.reject(new Error('reset')) }))
+    await expect(store.checkAndStore('jkt', 'jti', 1)).rejects.toThrow(/replay object failed: reset/)
+  })
+})
+
+describe('AUTH_DPOP configuration', () => {
+  const base = { AUTH_ISSUER: 'https://issuer.test', AUTH_AUDIENCE: 'https://bastion.test/mcp', AUTH_JWKS: JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b' }] }) }
+
+  it.each([
+    [undefined, 'allowed'],
+    ['', 'allowed'],
+    ['off', 'off'],
+    ['Required', 'required'],
+    ['allowed', 'allowed'],
+  ])('%s → %s', (value, mode) => {
+    const r = parseConfig({ ...base, ...(value === undefined ? {} : { AUTH_DPOP: value }) })
+    expect(r.ok && r.config.dpop).toBe(mode)
+  })
+
+  it('refuses an unknown mode, naming the setting (never a silent default)', () => {
+    expect(parseConfig({ ...base, AUTH_DPOP: 'sometimes' })).toEqual({ ok: false, setting: 'AUTH_DPOP', problem: 'must be one of off, allowed, required' })
   })
 })
