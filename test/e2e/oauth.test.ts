@@ -28,7 +28,7 @@ import { Customer, NEWEST_REVISION, Product, structured, toolNames } from './sup
 import { startDevServer, type DevServer } from './support/server.ts'
 
 /** The Worker's AUTH_JWKS_COOLDOWN_SECONDS here (the default is 30). */
-const COOLDOWN_SECONDS = 2
+const COOLDOWN_SECONDS = 1
 /** Waits are for the cooldown to pass, never assertions about speed. */
 const COOLDOWN_WAIT_MS = COOLDOWN_SECONDS * 1000 + 500
 const CLIENT_INFO = { name: 'bastion-oauth-e2e', version: '1.0.0' }

@@ -165,7 +165,7 @@ describe('remote JWKS cache', () => {
     const { state, fetchFn } = issuer()
     state.answer = answer
     const keys = keySet(fetchFn, { now: 1_000_000 })
-    const error = await keys(header('key-a'), TOKEN).catch((e: unknown) => e)
+    const error = await Promise.resolve(keys(header('key-a'), TOKEN)).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(KeysUnavailableError)
     expect(String(error)).toContain(reason)
   })

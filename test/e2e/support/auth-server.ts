@@ -65,8 +65,8 @@ export interface AuthServer {
   /** Requests counted at the AS since start (or resetStats). */
   stats(): Promise<Stats>
   resetStats(): Promise<void>
-  /** A client_credentials token straight from the token endpoint (no SDK). */
-  clientCredentialsToken(client: ConfidentialClient, opts: { resource: string; scope?: string }): Promise<TokenResponse>
+  /** A client_credentials token straight from the token endpoint (no SDK); `headers` e.g. a `DPoP` proof for a bound token. */
+  clientCredentialsToken(client: ConfidentialClient, opts: { resource: string; scope?: string; headers?: Record<string, string> }): Promise<TokenResponse>
   /**
    * Plays the user at the development login and consent pages: follows the
    * authorization URL, signs in as `login`, consents to what is asked, and
@@ -293,10 +293,11 @@ export async function startAuthServer(): Promise<AuthServer> {
     resetStats: async () => {
       await send({ cmd: 'resetStats' })
     },
-    clientCredentialsToken: async (client, { resource, scope }) => {
+    clientCredentialsToken: async (client, { resource, scope, headers = {} }) => {
       const response = await fetch(tokenEndpoint, {
         method: 'POST',
         headers: {
+          ...headers,
           authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(client.clientSecret)}`).toString('base64')}`,
           'content-type': 'application/x-www-form-urlencoded',
         },
