@@ -56,8 +56,10 @@ export class DpopReplay extends DurableObject {
     this.ctx.storage.sql.exec('DELETE FROM seen WHERE expires_at <= ?1', now)
     const next = this.ctx.storage.sql.exec<{ next: number | null }>('SELECT MIN(expires_at) AS next FROM seen').one().next
     if (next === null) {
-      await this.ctx.storage.deleteAll()
+      // No event is delivered while a storage operation runs (input gate), so
+      // no jti can be recorded between this decision and the wipe.
       this.tableReady = false
+      await this.ctx.storage.deleteAll()
     } else {
       await this.ctx.storage.setAlarm((next + 1) * 1000)
     }
