@@ -49,7 +49,7 @@ describe('per-sub tools/call rate (60 per minute)', () => {
 })
 
 describe('LimiterObject contract', () => {
-  const limiter = embeddedLimiter(env.LIMITER)
+  const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: 1_000 })
 
   it('grants exactly 20 of 50 parallel acquires against a limit of 20', async () => {
     const key = `par-${crypto.randomUUID()}`
