@@ -1,7 +1,7 @@
 // The Upstash REST proxy (test infrastructure) against a real redis-server,
 // driven by the real @upstash/redis and @upstash/ratelimit clients.
 import { Ratelimit } from '@upstash/ratelimit'
-import { Redis } from '@upstash/redis'
+import { Redis, type RedisConfigNodejs } from '@upstash/redis'
 import { describe, expect, inject, it } from 'vitest'
 import { stripUnknownShebangFlags } from '../support/upstash-proxy.ts'
 
@@ -16,7 +16,7 @@ describe('stripUnknownShebangFlags', () => {
 })
 
 describe.skipIf(target === undefined)('Upstash REST proxy over redis-server', () => {
-  const redis = (label: string, extra: Partial<ConstructorParameters<typeof Redis>[0]> = {}) =>
+  const redis = (label: string, extra: Partial<RedisConfigNodejs> = {}) =>
     new Redis({ url: target!.url, token: `${target!.token}.${label}`, retry: { retries: 0 }, enableTelemetry: false, ...extra })
   const key = (name: string) => `proxy-test:${name}:${crypto.randomUUID()}`
 
