@@ -10,22 +10,13 @@
 import { spawn } from 'node:child_process'
 import { initLocalDatabase } from './db-init.ts'
 import { devEnv, devVars, ensureKeys, persistArgs, ROOT, WRANGLER, writeDevVars } from './lib/dev-env.ts'
-import { startRedis } from '../test/support/redis-server.ts'
-import { startUpstashProxy } from '../test/support/upstash-proxy.ts'
+import { startLocalUpstash } from './lib/upstash-local.ts'
 
 /** `--upstash`: local Redis + the Upstash REST proxy; returns the wrangler args and a stop function. */
 async function localUpstash(): Promise<{ args: string[]; stop(): Promise<void> }> {
-  const redis = await startRedis()
-  const token = `dev-${crypto.randomUUID()}`
-  const proxy = await startUpstashProxy({ redisPort: redis.port, token })
-  console.log(`limits: Upstash backend via ${proxy.url} (redis-server on 127.0.0.1:${redis.port})`)
-  return {
-    args: ['--var', `UPSTASH_REDIS_REST_URL:${proxy.url}`, '--var', `UPSTASH_REDIS_REST_TOKEN:${token}`],
-    stop: async () => {
-      await proxy.stop()
-      await redis.stop()
-    },
-  }
+  const local = await startLocalUpstash()
+  console.log(`limits: Upstash backend via ${local.url} (redis-server on 127.0.0.1:${local.redisPort})`)
+  return { args: ['--var', `UPSTASH_REDIS_REST_URL:${local.url}`, '--var', `UPSTASH_REDIS_REST_TOKEN:${local.token}`], stop: local.stop }
 }
 
 async function main() {

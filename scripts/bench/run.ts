@@ -13,6 +13,7 @@ const BENCHES = [
   ['token estimator and output cap', 'estimate.ts'],
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
   ['end to end over HTTP (wrangler dev)', 'http.ts'],
+  ['rate and concurrency limits (check cost per backend; throughput on vs off)', 'limits.ts'],
 ] as const
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu'
