@@ -307,7 +307,7 @@ function startupCpu(config = 'wrangler.toml'): { ms: number; wallMs: number; run
 }
 
 function micro(file: string): string[] {
-  const r = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'scripts', 'bench', file)], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+  const r = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsx'), [join(ROOT, 'scripts', 'bench', file)], { cwd: ROOT, encoding: 'utf8', timeout: 240_000, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } })
   if (r.status !== 0) return [`(failed: ${`${r.stderr}`.trim().split('\n').at(-1) ?? r.status})`]
   // wrangler's own warnings (no network for Request.cf) are not results.
   return `${r.stdout}`.split('\n').filter((l) => l.trim() && !/^\[wrangler|^Error: getaddrinfo|^\s+at /.test(l))

@@ -49,7 +49,13 @@ const RawConfig = z
     ALERT_WEBHOOK_SECRET: optionalText,
     AUDIT_RETENTION_DAYS: optionalText,
     AUTH_REQUIRE_AT_JWT: optionalText,
+    AUTH_JWKS_COOLDOWN_SECONDS: optionalText,
+    AUTH_JWKS_CACHE_SECONDS: optionalText,
     LOG_LEVEL: optionalText,
+    AUTH_DPOP: optionalText,
+    UPSTASH_REDIS_REST_URL: optionalText.pipe(httpsUrl('UPSTASH_REDIS_REST_URL').optional()),
+    UPSTASH_REDIS_REST_TOKEN: optionalText,
+    RATE_LIMIT_FAIL_MODE: optionalText,
   })
   .loose()
 
@@ -58,7 +64,8 @@ export interface Config {
   audience: string
   /** The RFC 9728 metadata URL for AUTH_AUDIENCE (path-suffixed form). */
   resourceMetadataUrl: string
-  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  /** Remote: AUTH_JWKS_URL with AUTH_JWKS_COOLDOWN_SECONDS (default 30) and AUTH_JWKS_CACHE_SECONDS (default 600). */
+  jwks: { kind: 'remote'; url: URL; cooldownSeconds: number; cacheSeconds: number } | { kind: 'local'; document: JwksDocument }
   algorithms: string[]
   allowedOrigins: ReadonlySet<string>
   maxBodyBytes: number
@@ -68,7 +75,16 @@ export interface Config {
   requireAtJwt: boolean
   /** LOG_LEVEL: lines below it are not written. */
   logLevel: LogLevel
+  /** AUTH_DPOP (README "DPoP"): whether DPoP-bound tokens and proofs are accepted, or required. */
+  dpop: DpopMode
+  /** Where rate windows and leases live: Upstash Redis when both UPSTASH_* are set, else the embedded Durable Object. */
+  limitStore: { kind: 'embedded' } | { kind: 'upstash'; url: string; token: string }
+  /** RATE_LIMIT_FAIL_MODE: what an unreachable limit store means ('closed': 503). */
+  rateLimitFailMode: 'closed' | 'open'
 }
+
+export const DPOP_MODES = ['off', 'allowed', 'required'] as const
+export type DpopMode = (typeof DPOP_MODES)[number]
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
 
@@ -109,7 +125,12 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   let jwks: Config['jwks']
   if (raw.AUTH_JWKS_URL && raw.AUTH_JWKS) return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS, not both')
   if (raw.AUTH_JWKS_URL) {
-    jwks = { kind: 'remote', url: new URL(raw.AUTH_JWKS_URL) }
+    // An unknown kid (or a failed fetch) refetches the JWKS at most once per cooldown.
+    const cooldownSeconds = positiveInt(raw.AUTH_JWKS_COOLDOWN_SECONDS, 30)
+    if (cooldownSeconds === undefined) return fail('AUTH_JWKS_COOLDOWN_SECONDS', 'must be a positive integer number of seconds')
+    const cacheSeconds = positiveInt(raw.AUTH_JWKS_CACHE_SECONDS, 600)
+    if (cacheSeconds === undefined || cacheSeconds < cooldownSeconds) return fail('AUTH_JWKS_CACHE_SECONDS', 'must be a positive integer number of seconds, at least AUTH_JWKS_COOLDOWN_SECONDS')
+    jwks = { kind: 'remote', url: new URL(raw.AUTH_JWKS_URL), cooldownSeconds, cacheSeconds }
   } else if (raw.AUTH_JWKS) {
     let json: unknown
     try {
@@ -156,9 +177,21 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const logLevel = (raw.LOG_LEVEL ?? 'info').toLowerCase()
   if (!isLogLevel(logLevel)) return fail('LOG_LEVEL', 'must be one of debug, info, warn, error')
 
+  const dpop = (raw.AUTH_DPOP ?? 'allowed').toLowerCase()
+  if (!(DPOP_MODES as readonly string[]).includes(dpop)) return fail('AUTH_DPOP', 'must be one of off, allowed, required')
+
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
+
+  // Limits: both Upstash settings or neither (half a configuration is a typo, not "use the embedded store").
+  if (raw.UPSTASH_REDIS_REST_URL && !raw.UPSTASH_REDIS_REST_TOKEN) return fail('UPSTASH_REDIS_REST_TOKEN', 'is required when UPSTASH_REDIS_REST_URL is set')
+  if (raw.UPSTASH_REDIS_REST_TOKEN && !raw.UPSTASH_REDIS_REST_URL) return fail('UPSTASH_REDIS_REST_URL', 'is required when UPSTASH_REDIS_REST_TOKEN is set')
+  const limitStore: Config['limitStore'] = raw.UPSTASH_REDIS_REST_URL
+    ? { kind: 'upstash', url: raw.UPSTASH_REDIS_REST_URL, token: raw.UPSTASH_REDIS_REST_TOKEN! }
+    : { kind: 'embedded' }
+  const rateLimitFailMode = (raw.RATE_LIMIT_FAIL_MODE ?? 'closed').toLowerCase()
+  if (rateLimitFailMode !== 'closed' && rateLimitFailMode !== 'open') return fail('RATE_LIMIT_FAIL_MODE', 'must be closed or open')
 
   return {
     ok: true,
@@ -174,6 +207,9 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       auditRetentionDays,
       requireAtJwt,
       logLevel,
+      dpop: dpop as DpopMode,
+      limitStore,
+      rateLimitFailMode,
     },
   }
 }

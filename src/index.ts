@@ -60,4 +60,5 @@ app.onError((error, c) => {
 })
 
 export { LimiterObject } from './limits/embedded.ts'
+export { DpopReplay } from './auth/dpop-replay.ts'
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

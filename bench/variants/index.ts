@@ -64,6 +64,7 @@ type BenchEnv = Env & { BENCH_CONTROLS?: string }
 let app: Hono<AppEnv> | undefined
 
 export { LimiterObject } from '../../src/limits/embedded.ts'
+export { DpopReplay } from '../../src/auth/dpop-replay.ts'
 export default {
   fetch(request, env, ctx) {
     app ??= build(parseControls(env.BENCH_CONTROLS))

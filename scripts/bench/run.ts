@@ -10,10 +10,11 @@ import { ROOT } from '../lib/dev-env.ts'
 
 const BENCHES = [
   ['SQL guard (parse + check + rewrite, per query)', 'sql-guard.ts'],
-  ['limit check per backend (acquire + release, in workerd)', 'limits.ts'],
   ['token estimator and output cap', 'estimate.ts'],
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
   ['end to end over HTTP (wrangler dev)', 'http.ts'],
+  ['DPoP: proof verifier, and Bearer vs DPoP through the Worker', 'dpop.ts'],
+  ['rate and concurrency limits (check cost per backend; throughput on vs off)', 'limits.ts'],
 ] as const
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu'

@@ -64,7 +64,7 @@ export async function ensureKeys(env: DevEnv): Promise<DevKeys> {
 }
 
 /** Optional settings a developer may set in the shell to override the dev defaults. */
-export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS'] as const
+export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS'] as const
 
 /** The Worker settings for local development (public key only). */
 export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -78,6 +78,15 @@ export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = p
   for (const name of OVERRIDABLE_SETTINGS) {
     const value = shell[name]
     if (value !== undefined) vars[name] = value
+  }
+  // Your own identity provider instead of the development key: AUTH_ISSUER and
+  // AUTH_JWKS_URL from the shell replace the issuer and the inline AUTH_JWKS
+  // (`npm run token` tokens are then refused; get tokens from that provider).
+  if (shell['AUTH_JWKS_URL'] !== undefined) {
+    if (shell['AUTH_ISSUER'] === undefined) throw new Error('AUTH_JWKS_URL is set without AUTH_ISSUER: set both to use your own identity provider')
+    delete vars['AUTH_JWKS']
+    vars['AUTH_ISSUER'] = shell['AUTH_ISSUER']
+    vars['AUTH_JWKS_URL'] = shell['AUTH_JWKS_URL']
   }
   return vars
 }

@@ -5,7 +5,6 @@
 // on the wire ("invalid token"); the precise reason goes to the log.
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -13,12 +12,13 @@ import {
   type JWTVerifyGetKey,
 } from 'jose'
 import type { JwksDocument } from '../config.ts'
+import { createRemoteKeySet, KeysUnavailableError } from './remote-jwks.ts'
 
 export interface VerifierOptions {
   issuer: string
   audience: string
   algorithms: readonly string[]
-  jwks: { kind: 'remote'; url: URL } | { kind: 'local'; document: JwksDocument }
+  jwks: RemoteJwks | { kind: 'local'; document: JwksDocument }
   /** Seconds of clock skew tolerated on exp/nbf/iat. */
   clockToleranceSeconds?: number
   /** For tests: the verification time. */
@@ -31,6 +31,16 @@ export interface VerifierOptions {
   requireAtJwt?: boolean
 }
 
+/** AUTH_JWKS_URL; the timings are AUTH_JWKS_COOLDOWN_SECONDS / AUTH_JWKS_CACHE_SECONDS (see remote-jwks.ts). */
+export interface RemoteJwks {
+  kind: 'remote'
+  url: URL
+  /** Default 30: at most one JWKS fetch per this many seconds for unknown kids or after a failure. */
+  cooldownSeconds?: number
+  /** Default 600: keys are fetched again when older. */
+  cacheSeconds?: number
+}
+
 export interface VerifiedToken {
   sub: string
   scopes: string[]
@@ -39,6 +49,8 @@ export interface VerifiedToken {
   tokenId: string
   clientId: string | undefined
   expiresAt: number
+  /** `cnf.jkt` (RFC 9449 §6): the thumbprint of the key a DPoP-bound token is bound to. */
+  jkt: string | undefined
 }
 
 export type TokenFailureCode =
@@ -81,11 +93,12 @@ function failure(code: TokenFailureCode, detail: string): VerifyResult {
 }
 
 /**
- * Maps jose's errors to our codes. With a remote key set, errors that are not
- * about the token (the JWKS endpoint failing or unreachable) are
- * `keys_unavailable`, logged as an outage rather than a bad token.
+ * Maps jose's errors to our codes. The remote key set reports an issuer it
+ * cannot reach as KeysUnavailableError: `keys_unavailable`, logged as an
+ * outage rather than a bad token.
  */
-function classify(error: unknown, remoteKeys = false): VerifyResult {
+function classify(error: unknown): VerifyResult {
+  if (error instanceof KeysUnavailableError) return failure('keys_unavailable', error.message)
   if (error instanceof errors.JWTExpired) return failure('expired', error.message)
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.reason === 'missing') return failure('missing_claim', `missing claim ${error.claim}`)
@@ -98,10 +111,6 @@ function classify(error: unknown, remoteKeys = false): VerifyResult {
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return failure('unknown_key', error.message)
   if (error instanceof errors.JWSSignatureVerificationFailed) return failure('bad_signature', error.message)
   if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) return failure('keys_unavailable', error.message)
-  if (remoteKeys && !(error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid || error instanceof errors.JOSENotSupported)) {
-    // e.g. the JWKS endpoint answered 503 (a generic JOSEError) or fetch failed (TypeError)
-    return failure('keys_unavailable', error instanceof Error ? `${error.name}: ${error.message}` : String(error))
-  }
   if (error instanceof errors.JOSEError) return failure('malformed', `${error.code}: ${error.message}`)
   if (error instanceof TypeError || error instanceof SyntaxError) return failure('malformed', error.message)
   throw error
@@ -138,7 +147,12 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
   const keys: JWTVerifyGetKey =
     opts.jwks.kind === 'local'
       ? createLocalJWKSet(opts.jwks.document as Parameters<typeof createLocalJWKSet>[0])
-      : createRemoteJWKSet(opts.jwks.url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+      : createRemoteKeySet({
+          url: opts.jwks.url,
+          timeoutMs: 5000,
+          cooldownMs: (opts.jwks.cooldownSeconds ?? 30) * 1000,
+          cacheMaxAgeMs: (opts.jwks.cacheSeconds ?? 600) * 1000,
+        })
   const clockTolerance = opts.clockToleranceSeconds ?? 30
 
   return async function verifyToken(token: string): Promise<VerifyResult> {
@@ -182,7 +196,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         ;({ payload } = await verifyWithCandidates(token, error, verifyOptions))
       }
     } catch (error) {
-      return classify(error, opts.jwks.kind === 'remote')
+      return classify(error)
     }
 
     // jose checks iat only with maxTokenAge; a token "issued" in the future is not valid yet.
@@ -199,6 +213,16 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     const role = payload['role']
     if (role !== undefined && typeof role !== 'string') return failure('invalid_claim', 'role must be a string')
     const clientId = payload['client_id'] ?? payload['azp']
+    // Sender-constrained tokens: only DPoP binding (cnf.jkt) can be checked here;
+    // a token bound some other way (e.g. mTLS x5t#S256) is refused, not trusted as bearer.
+    const cnf = payload['cnf']
+    let jkt: string | undefined
+    if (cnf !== undefined) {
+      if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return failure('invalid_claim', 'cnf must be an object')
+      const value = (cnf as Record<string, unknown>)['jkt']
+      if (typeof value !== 'string' || !/^[\w-]{43}$/.test(value)) return failure('invalid_claim', 'cnf has no SHA-256 jkt: only DPoP-bound tokens are supported')
+      jkt = value
+    }
 
     return {
       ok: true,
@@ -209,6 +233,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         tokenId: typeof payload.jti === 'string' && payload.jti.length > 0 && payload.jti.length <= 128 ? payload.jti : await digestId(token),
         clientId: typeof clientId === 'string' ? clientId : undefined,
         expiresAt: payload.exp!,
+        jkt,
       },
     }
   }

@@ -223,7 +223,7 @@ describe('HTTP endpoints as the README promises', () => {
   it('POST /mcp without a token or body is 401 with a Bearer challenge pointing at the PRM document', async () => {
     const response = await http('/mcp', { method: 'POST' })
     expect(response.status).toBe(401)
-    expect(response.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${server.url}/.well-known/oauth-protected-resource/mcp", scope="customers:read orders:read"`)
+    expect(response.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${server.url}/.well-known/oauth-protected-resource/mcp", scope="customers:read orders:read", DPoP algs="ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519"`)
   })
 
   it('POST /mcp with an invalid token is 401 with error="invalid_token"', async () => {

@@ -13,6 +13,8 @@ import { POLICY } from '../../src/policy/policy.ts'
 const PRM = 'https://bastion.test/.well-known/oauth-protected-resource/mcp'
 /** The 401 challenge's scopes (policy.ts startScopes): the scopes every role grants. Written out, not derived. */
 const START = 'customers:read orders:read'
+/** The DPoP challenge beside Bearer on every 401 (AUTH_DPOP=allowed, the default). */
+const DPOP = 'DPoP algs="ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519"'
 
 /** The auth-params of a single-challenge WWW-Authenticate value (quoted-string values). */
 function challengeParams(header: string): { scheme: string; params: Record<string, string> } {
@@ -36,13 +38,14 @@ describe('authentication (401)', () => {
   it('challenges a request without a token, without error="invalid_token"', async () => {
     const res = await callWorker(MCP_URL(), { method: 'POST' })
     expect(res.status).toBe(401)
-    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${PRM}", scope="${START}"`)
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${PRM}", scope="${START}", ${DPOP}`)
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
   })
 
   it('names in the 401 only scopes every role grants, never offline_access (a least-privileged client can obtain them)', async () => {
     const res = await callWorker(MCP_URL(), { method: 'POST' })
-    const scopes = challengeParams(res.headers.get('www-authenticate')!).params['scope']!.split(' ')
+    const bearer = res.headers.get('www-authenticate')!.replace(`, ${DPOP}`, '')
+    const scopes = challengeParams(bearer).params['scope']!.split(' ')
     expect(scopes).not.toContain('offline_access')
     for (const role of ['read-only', 'editor', 'admin']) {
       const granted = effectiveScopes(POLICY, { scopes: [], role })
@@ -63,7 +66,7 @@ describe('authentication (401)', () => {
     const res = await rpc('tools/list', {}, { token: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln' })
     expect(res.status).toBe(401)
     // The whole challenge: the generic description only, no reason (unknown key, bad signature …).
-    expect(res.headers.get('www-authenticate')).toBe(`Bearer error="invalid_token", error_description="invalid token", resource_metadata="${PRM}", scope="${START}"`)
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer error="invalid_token", error_description="invalid token", resource_metadata="${PRM}", scope="${START}", ${DPOP}`)
     const body = await errorOf(res)
     expect(body.error.message).toBe('invalid token')
     expect(body.error.code).toBe(-32001)
@@ -353,6 +356,7 @@ describe('public endpoints', () => {
       scopes_supported: ['customers:read', 'orders:read', 'products:read', 'orders:write', 'tickets:write', 'search:read', 'sql:read'],
       bearer_methods_supported: ['header'],
       resource_name: 'mcp-bastion',
+      dpop_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'],
     })
   })
 

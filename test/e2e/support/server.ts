@@ -80,7 +80,7 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-async function killGroup(pgid: number): Promise<void> {
+export async function killGroup(pgid: number): Promise<void> {
   signalGroup(pgid, 'SIGTERM')
   const deadline = Date.now() + STOP_TIMEOUT_MS
   while (groupAlive(pgid) && Date.now() < deadline) await sleep(100)
@@ -92,7 +92,7 @@ async function killGroup(pgid: number): Promise<void> {
 
 // Last line of defence: a worker that exits without afterAll still takes its
 // servers down (synchronously, the only thing an 'exit' handler can do).
-const liveGroups = new Set<number>()
+export const liveGroups = new Set<number>()
 process.once('exit', () => {
   for (const pgid of liveGroups) signalGroup(pgid, 'SIGKILL')
 })
