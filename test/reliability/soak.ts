@@ -21,9 +21,14 @@
 //       mutation's batch); update_order is refused with a generic error and a
 //       request id, the order is unchanged and no `ok` audit row exists; with
 //       the trigger gone the same call succeeds.
-//   (a) limit store stopped mid-run: the embedded limiter is a Durable Object
-//       inside the Worker's own runtime; there is no store to stop without
-//       stopping the Worker. Skipped (printed) until a remote backend exists.
+//   (a) limit store stopped mid-run: a second Worker on the Upstash backend
+//       (a real redis-server behind the loopback Upstash REST proxy of
+//       test/support/). Calls flow, then the store's endpoint is stopped:
+//       every call during the outage answers 503 (none is served unchecked);
+//       the endpoint comes back on the same address and calls are served
+//       again by the same Worker, without a restart. (The embedded backend
+//       is a Durable Object inside the Worker's own runtime: it has no store
+//       that can be stopped apart from the Worker.)
 //   (c) audit sequencer restarted mid-run: needs the sequencer Durable Object
 //       (issue #9). Skipped (printed) until it exists.
 // Every loop is bounded in count and time.
@@ -38,6 +43,8 @@ import { main as auditVerify } from '../../scripts/audit-verify.ts'
 import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../../scripts/lib/dev-env.ts'
 import { mintDevToken } from '../../scripts/token.ts'
 import { freePorts } from '../e2e/support/server.ts'
+import { redisServerBinary, startRedis } from '../support/redis-server.ts'
+import { startUpstashProxy } from '../support/upstash-proxy.ts'
 
 const CALLS = Number(process.env['SOAK_CALLS'] ?? 5000)
 const IN_FLIGHT = Number(process.env['SOAK_IN_FLIGHT'] ?? 50)
@@ -275,13 +282,20 @@ async function main(): Promise<void> {
     assert.ok(!faultRows.some((r) => r['request_id'] === refused.requestId && r['outcome'] === 'ok'), 'no ok audit row for the failed mutation')
     assert.ok(faultRows.some((r) => r['request_id'] === retried.requestId && r['outcome'] === 'ok'), 'the retried mutation is audited ok')
 
-    console.log('fault (a) limit store stopped: SKIPPED — the embedded limiter runs inside the Worker; no separate store to stop')
     console.log('fault (c) audit sequencer restarted: SKIPPED — no audit sequencer in this build')
   } catch (error) {
     failed = true
     console.error(error)
   } finally {
     await worker.dispose().catch(() => {})
+  }
+  if (!failed) {
+    try {
+      await limitStoreOutage(keys.publicJwks)
+    } catch (error) {
+      failed = true
+      console.error(error)
+    }
   }
   try {
     // ---- the chain, with the same code as npm run audit:verify
@@ -295,6 +309,76 @@ async function main(): Promise<void> {
   }
   console.log(`soak + faults: ${failed ? 'FAILED' : 'passed'} in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   process.exit(failed ? 1 : 0)
+}
+
+/** Fault (a): the Upstash endpoint goes away mid-run and comes back. */
+async function limitStoreOutage(jwks: unknown): Promise<void> {
+  if (redisServerBinary() === undefined) {
+    console.log('fault (a) limit store stopped: SKIPPED — redis-server is not installed (apt-get install -y redis-server)')
+    return
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-soak-upstash-'))
+  const persist = join(dir, 'state')
+  seed(persist, dir)
+  const redis = await startRedis()
+  const token = `soak-${crypto.randomUUID()}`
+  const [port, proxyPort] = (await freePorts(2)) as [number, number]
+  let proxy = await startUpstashProxy({ redisPort: redis.port, token, port: proxyPort })
+  const plain = (value: string) => ({ type: 'plain_text' as const, value })
+  const worker = await unstable_startWorker({
+    config: join(ROOT, 'wrangler.toml'),
+    bindings: {
+      AUTH_ISSUER: plain(ISSUER),
+      AUTH_AUDIENCE: plain(AUDIENCE),
+      AUTH_JWKS: plain(JSON.stringify(jwks)),
+      LOG_LEVEL: plain('error'),
+      UPSTASH_REDIS_REST_URL: plain(proxy.url),
+      UPSTASH_REDIS_REST_TOKEN: plain(token),
+    },
+    envFiles: [],
+    sendMetrics: false,
+    dev: { inspector: false, server: { hostname: '127.0.0.1', port }, logLevel: 'error', persist, watch: false, liveReload: false },
+  })
+  try {
+    await worker.ready
+    const url = `http://127.0.0.1:${port}/mcp`
+    const env: DevEnv = { dir, isDefault: false, port, origin: '', issuer: ISSUER, audience: AUDIENCE, persistTo: persist }
+    // A fresh user per call: only the store can refuse, never a window.
+    let n = 0
+    const call = async () => {
+      const auth = `Bearer ${await mintDevToken({ role: 'read-only', sub: `outage-${n++}`, ttlSeconds: 600, env })}`
+      return post(url, auth, 'get_customer', { customerId: 'cus_007' })
+    }
+    const phase = async (count: number) => {
+      const statuses = new Map<number, number>()
+      let rounds = 0
+      for (let i = 0; i < count; i += 10, rounds++) {
+        const batch = await Promise.all(Array.from({ length: Math.min(10, count - i) }, call))
+        for (const r of batch) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
+      }
+      return statuses
+    }
+    const show = (m: Map<number, number>) => [...m].map(([s, k]) => `${s}×${k}`).join(' ')
+    const before = await phase(50)
+    console.log(`fault (a): before the outage ${show(before)}`)
+    assert.equal(before.get(200), 50, 'calls are served while the store is up')
+    await proxy.stop()
+    const during = await phase(50)
+    console.log(`fault (a): limit store stopped ${show(during)}`)
+    assert.equal(during.get(503), 50, 'every call during the outage answers 503 (fail closed)')
+    proxy = await startUpstashProxy({ redisPort: redis.port, token, port: proxyPort })
+    // The client may hold a broken connection for a moment: a bounded wait for the first success.
+    const until = Date.now() + 20_000
+    while (Date.now() < until && (await call()).status !== 200) await new Promise((r) => setTimeout(r, 250))
+    const after = await phase(50)
+    console.log(`fault (a): store back, same Worker ${show(after)}`)
+    assert.equal(after.get(200), 50, 'calls are served again without a Worker restart')
+  } finally {
+    await worker.dispose().catch(() => {})
+    await proxy.stop().catch(() => {})
+    await redis.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 main().catch((error: unknown) => {
