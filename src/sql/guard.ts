@@ -130,6 +130,18 @@ export type GuardCode =
   | 'function_not_allowed'
   | 'unbounded_recursion'
 
+/**
+ * Test-only switches that turn off one of the guard's own defences, so the
+ * differential fuzz (test/integration/sql-differential.test.ts) can prove
+ * that it finds the bypass of issue #13 when that defence is missing.
+ * Never passed by execute.ts (it calls guardQuery with two arguments), so
+ * nothing reachable from the tool can set them.
+ */
+export interface GuardTestSwitches {
+  /** skip the refusal of non-ASCII characters outside quotes (the guard before issue #13) */
+  allowNonAscii?: boolean
+}
+
 export type GuardRefusal = { ok: false; code: GuardCode; message: string }
 export type GuardResult = { ok: true; sql: string; tables: string[] } | GuardRefusal
 
@@ -244,7 +256,7 @@ const STATEMENT_NAMES: Readonly<Record<string, string>> = {
 
 const PARAM_TYPES = ['?', '?nr', ':name', '$name', '@name'] as const
 
-export function guardQuery(query: string, opts: GuardOptions): GuardResult {
+export function guardQuery(query: string, opts: GuardOptions, testSwitches?: GuardTestSwitches): GuardResult {
   if (!Number.isInteger(opts.maxRows) || opts.maxRows < 1 || opts.maxRows > MAX_ROWS_CEILING) {
     throw new RangeError(`guardQuery: maxRows must be an integer in 1..${MAX_ROWS_CEILING}`)
   }
@@ -257,7 +269,7 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     return refusal('invalid_character', `the query contains the control character U+${code.toUpperCase()} at offset ${control.index}`)
   }
 
-  const foreign = firstNonAsciiOutsideQuotes(query)
+  const foreign = testSwitches?.allowNonAscii === true ? -1 : firstNonAsciiOutsideQuotes(query)
   if (foreign !== -1) {
     const code = query.codePointAt(foreign)!.toString(16).toUpperCase().padStart(4, '0')
     return refusal(
