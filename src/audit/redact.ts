@@ -179,8 +179,12 @@ function safeStringify(value: unknown): string {
  * (cycles) as "\"[unserializable]\"". Does not redact: redact first.
  */
 export function capJson(value: unknown, maxBytes: number): string {
+  return capText(safeStringify(value), maxBytes)
+}
+
+/** `text` in at most `maxBytes` UTF-8 bytes, cut as capJson cuts JSON. */
+export function capText(json: string, maxBytes: number): string {
   const limit = Math.max(0, Math.floor(maxBytes))
-  const json = safeStringify(value)
   const bytes = encoder.encode(json)
   if (bytes.length <= limit) return json
   const worst = encoder.encode(marker(bytes.length)).length
