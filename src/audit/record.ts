@@ -20,10 +20,12 @@ import type { RpcMessage } from '../mcp/envelope.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
 import { sha256Hex } from './chain.ts'
-import { capJson, capText, redact, redactText } from './redact.ts'
+import { capJson, capText, redact, redactCredentials, redactText } from './redact.ts'
 
 const INPUT_CAP_BYTES = 4096
 const EXCERPT_CAP_BYTES = 1024
+const TOOL_CAP_CHARS = 128
+const SUB_CAP_CHARS = 256
 const DEFAULT_SENSITIVE: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
 
 export interface CallFacts {
@@ -54,13 +56,16 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
   return {
     ts: new Date(facts.startedAt).toISOString(),
     request_id: facts.requestId,
-    sub: facts.principal.sub,
+    // The token's subject is the issuer's text: kept readable (it is the "who"),
+    // but capped and scrubbed of credentials.
+    sub: capChars(redactCredentials(facts.principal.sub), SUB_CAP_CHARS),
     token_id: facts.principal.tokenId,
     // Self-reported by the client: scrubbed like any free text.
-    client_name: facts.rpc.client ? redactText(facts.rpc.client.name) : null,
-    client_version: facts.rpc.client ? redactText(facts.rpc.client.version) : null,
+    client_name: facts.rpc.client ? capChars(redactText(facts.rpc.client.name), TOOL_CAP_CHARS) : null,
+    client_version: facts.rpc.client ? capChars(redactText(facts.rpc.client.version), TOOL_CAP_CHARS) : null,
     method: facts.rpc.method ?? 'tools/call',
-    tool: facts.rpc.toolName?.slice(0, 128) ?? null,
+    // The caller picks the tool name (an unknown tool is recorded too): scrubbed like free text.
+    tool: facts.rpc.toolName === undefined ? null : capChars(redactText(facts.rpc.toolName), TOOL_CAP_CHARS),
     outcome: ending.outcome,
     http_status: ending.httpStatus,
     duration_ms: Math.max(0, now - facts.startedAt),
@@ -81,4 +86,10 @@ export function redactedJson(output: string, sensitive: ReadonlySet<string>): st
     // keep the text; redact() scrubs it as a string
   }
   return JSON.stringify(redact(parsed, sensitive)) ?? 'null'
+}
+
+/** At most `max` characters (code points), never half a surrogate pair. */
+function capChars(text: string, max: number): string {
+  if (text.length <= max) return text
+  return Array.from(text).slice(0, max).join('')
 }

@@ -63,3 +63,32 @@ describe('audit digest of the output', () => {
     expect(record.output_sha256).toBe(await digestOf('execute_query', rows('212-555-0199')))
   })
 })
+
+describe('audit record: caller-chosen text is capped and scrubbed (issue #13, item 5)', () => {
+  async function recordFor(tool: string, sub = 'alice') {
+    const f = facts(tool)
+    return auditRecord({ ...f, principal: { ...principal, sub } }, { outcome: 'invalid_input', httpStatus: 200 })
+  }
+
+  it('an unknown tool name carrying an e-mail, a phone number or a token is redacted', async () => {
+    const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+    expect((await recordFor('mail ada@acme.example')).tool).toBe('mail [redacted-email]')
+    expect((await recordFor('call +1 415 555 0123')).tool).toBe('call [redacted-phone]')
+    expect((await recordFor(`x ${jwt}`)).tool).toBe('x [redacted-token]')
+  })
+
+  it('a long tool name is capped at 128 characters', async () => {
+    expect((await recordFor('t'.repeat(5000))).tool).toHaveLength(128)
+    expect((await recordFor('\u{1f600}'.repeat(200))).tool).toBe('\u{1f600}'.repeat(128))
+  })
+
+  it('sub is capped at 256 characters and scrubbed of credentials, but an e-mail subject stays readable', async () => {
+    expect((await recordFor('get_customer', 's'.repeat(10_000))).sub).toHaveLength(256)
+    expect((await recordFor('get_customer', 'svc password=hunter22')).sub).toBe('svc password=[redacted-token]')
+    expect((await recordFor('get_customer', 'ada@acme.example')).sub).toBe('ada@acme.example')
+  })
+
+  it('a known tool name is kept as it is', async () => {
+    expect((await recordFor('get_customer')).tool).toBe('get_customer')
+  })
+})
