@@ -181,7 +181,9 @@ const NOT_A_PHONE = [
 function phoneReplacement(match: string): string {
   if (IS_UUID.test(match)) return match
   const trimmed = match.trim()
-  if (NOT_A_PHONE.some((re) => re.test(trimmed))) return match
+  // a date, IP or decimal (also in parentheses, or several in a row: "2024-10-07 2026-07-28)") is not a phone
+  const pieces = trimmed.replace(/[()]/g, '').split(/\s+/)
+  if (pieces.every((piece) => NOT_A_PHONE.some((re) => re.test(piece)))) return match
   const digits = trimmed.replace(/\D/g, '').length
   const separated = /[\s().-]/.test(trimmed)
   if (trimmed.startsWith('+') ? digits >= 7 : separated ? digits >= 7 : digits >= 10) return REDACTED_PHONE

@@ -277,3 +277,12 @@ describe('redaction gaps of issue #13 (item 5)', () => {
     }
   })
 })
+
+describe('dates are not phone numbers, also in lists and parentheses', () => {
+  it('keeps "(supported versions: 2025-11-25, 2024-10-07, 2026-07-28)" and "2024-10-07 2026-07-28"', () => {
+    for (const text of ['(supported versions: 2025-11-25, 2024-10-07, 2026-07-28)', 'versions 2024-10-07 2026-07-28', 'on (2026-01-15)']) {
+      expect(redactText(text)).toBe(text)
+    }
+    expect(redactText('call (415) 555-0123')).toBe('call [redacted-phone]')
+  })
+})
