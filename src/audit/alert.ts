@@ -321,7 +321,7 @@ export async function deliverAlert(alert: Alert, opts: DeliverAlertOptions): Pro
       if (response === undefined) {
         failure = { msg: 'alert delivery failed', error: redactText(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }
         again = true
-      } else if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
+      } else if (response.status >= 300 && response.status < 400) {
         failure = { msg: 'alert delivery failed: the receiver answered with a redirect, which is not followed', status: response.status }
         again = false
       } else {

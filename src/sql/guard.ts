@@ -142,6 +142,7 @@ export type GuardCode =
   | 'table_function_not_allowed'
   | 'function_not_allowed'
   | 'unbounded_recursion'
+  | 'identifier_not_in_scope'
 
 /**
  * Test-only switches that turn off one of the guard's own defences, so the
