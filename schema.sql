@@ -153,7 +153,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
   duration_ms     INTEGER NOT NULL,         -- wall time from request start to outcome
   input_json      TEXT,                     -- tool arguments: redacted JSON, capped at 4 KiB
   output_bytes    INTEGER,                  -- size of the tool result JSON in bytes
-  output_sha256   TEXT,                     -- hex SHA-256 of the tool result JSON (unredacted)
+  output_sha256   TEXT,                     -- hex SHA-256 of the REDACTED tool result JSON (redacted as the excerpt, uncapped),
+                                            -- so it reveals no redacted value; output_bytes is the unredacted size
   output_excerpt  TEXT,                     -- redacted, capped (1 KiB) excerpt of the result
   error_code      TEXT,                     -- stable machine code for failures, e.g. "insufficient_scope"
   prev_hash       TEXT NOT NULL,            -- hash of row seq-1 (or of the checkpoint, or 64 zeros)

@@ -20,6 +20,7 @@ import { alertThrottle } from '../../src/audit/writer.ts'
 import { ALERT_SIGNATURE_HEADER, verifyAlertSignature } from '../../src/audit/alert.ts'
 import { sha256Hex, type AuditRecord } from '../../src/audit/chain.ts'
 import { appendAudit, isSeqConflict, readCheckpoint, verifyStoredChain } from '../../src/audit/store.ts'
+import { redactedJson } from '../../src/audit/record.ts'
 import { POLICY } from '../../src/policy/policy.ts'
 import { testEnv, type TestEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
@@ -281,6 +282,11 @@ function events(lines: LogLine[], event: string): Record<string, unknown>[] {
 
 // ---------------------------------------------------------------------------
 
+/** The digest an audit row holds: of the output the client received, redacted by the tool's policy (issue #13). */
+function redactedDigest(tool: string, output: string): Promise<string> {
+  return sha256Hex(redactedJson(output, new Set(POLICY.tools.get(tool)!.sensitiveFields)))
+}
+
 beforeEach(async () => {
   await DB.batch([DB.prepare('DELETE FROM audit_log'), DB.prepare('DELETE FROM audit_checkpoint')])
 })
@@ -296,7 +302,7 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     const text = result.content[0]!.text
     expect(rows[0]).toMatchObject({
       seq: 1, request_id: sent.requestId, sub, method: 'tools/call', tool: 'get_customer', outcome: 'ok', http_status: 200, error_code: null,
-      input_json: '{"customerId":"cus_001"}', output_bytes: new TextEncoder().encode(text).byteLength, output_sha256: await sha256Hex(text),
+      input_json: '{"customerId":"cus_001"}', output_bytes: new TextEncoder().encode(text).byteLength, output_sha256: await redactedDigest('get_customer', text),
     })
     expect(rows[0]!.token_id).toBeTruthy()
     expect(Date.parse(rows[0]!.ts)).toBeGreaterThan(Date.now() - 60_000)
@@ -439,7 +445,7 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
       const text = result.content[0]!.text
       expect(rows[0]).toMatchObject({
         seq: 1, request_id: sent.requestId, tool: 'update_order', outcome: 'ok', http_status: 200, error_code: null,
-        output_sha256: await sha256Hex(text), output_bytes: new TextEncoder().encode(text).byteLength,
+        output_sha256: await redactedDigest('update_order', text), output_bytes: new TextEncoder().encode(text).byteLength,
       })
       expect(JSON.parse(rows[0]!.input_json!)).toEqual({ orderId: order!.id, status: 'paid', note: 'audit test' })
       expect((await verifyStoredChain(DB)).ok).toBe(true)
@@ -659,7 +665,7 @@ describe('redaction', () => {
     ['search_products', 'read-only', () => ({ query: 'cable', limit: 3 })],
     ['update_order', 'editor', () => ({ status: 'cancelled' })],
     ['create_ticket', 'editor', () => ({ customerId: 'cus_008', subject: 'digest check', body: 'b' })],
-  ] as const)('output_sha256 and output_bytes of %s are those of the structuredContent the client received', async (tool, role, args) => {
+  ] as const)('output_sha256 and output_bytes of %s are those of the structuredContent the client received (digest of it redacted)', async (tool, role, args) => {
     const [order] = await pendingOrders(1)
     const created: string[] = []
     try {
@@ -673,7 +679,7 @@ describe('redaction', () => {
       const rows = await auditRows()
       expect(rows).toHaveLength(1)
       expect({ output_sha256: rows[0]!.output_sha256, output_bytes: rows[0]!.output_bytes })
-        .toEqual({ output_sha256: await sha256Hex(received), output_bytes: new TextEncoder().encode(received).byteLength })
+        .toEqual({ output_sha256: await redactedDigest(tool, received), output_bytes: new TextEncoder().encode(received).byteLength })
     } finally {
       await restoreOrders([order!])
       await deleteTickets(created)
