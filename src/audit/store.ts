@@ -2,11 +2,9 @@
 // audit row, retention pruning, and reading the chain back.
 //
 // What it guarantees:
-//   * The chain never forks. A writer reads the head, seals its row as
-//     head.seq + 1 and INSERTs it; `seq` is UNIQUE, so when two writers race
-//     exactly one wins and the others get a UNIQUE-constraint error on
-//     audit_log.seq, re-read the head and try again (jittered backoff). Any
-//     other error is thrown at once.
+//   * The chain never forks: each chain has ONE writer, the AuditSequencer
+//     Durable Object (sequencer.ts), which seals rows in arrival order and
+//     uses the helpers below. `seq` is UNIQUE as a last line of defence.
 //   * `commitWithAudit` runs the business statements and the audit INSERT in
 //     ONE `db.batch()`, which D1 runs as one transaction: either the change
 //     and its audit row are both stored, or neither is. A mutation whose
@@ -19,7 +17,6 @@
 //   * `readChain` yields every row in ascending seq, whatever its content
 //     (malformed values are handed to the verifier, not skipped).
 //
-// Cost: an append is two D1 round trips (head read + insert) per attempt.
 // Reads go through a 'first-primary' session when the binding supports
 // sessions, so read replicas cannot serve a stale head.
 
@@ -30,15 +27,6 @@ import {
 
 /** What these functions need of a D1 binding: a D1Database or a D1DatabaseSession. */
 export type AuditDb = Pick<D1Database, 'prepare' | 'batch'>
-
-/** appendAudit / commitWithAudit gave up after `maxAttempts` lost races on seq. */
-export class AuditContentionError extends Error {
-  readonly code = 'audit_contention'
-  constructor(readonly attempts: number) {
-    super(`audit log: gave up after ${attempts} attempts lost the race for the next seq`)
-    this.name = 'AuditContentionError'
-  }
-}
 
 /** pruneAudit found the rows it was about to delete do not verify. */
 export class AuditChainError extends Error {
@@ -86,6 +74,7 @@ export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
 
 const PLACEHOLDERS = AUDIT_COLUMNS.map((_, i) => `?${i + 1}`)
 const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${PLACEHOLDERS.join(', ')})`
+const IDEMPOTENT_INSERT_SQL = `${INSERT_SQL} ON CONFLICT DO NOTHING`
 // Same row, but `ts` becomes NULL (violating NOT NULL, so the batch rolls
 // back) unless the statement just before it changed at least one row.
 const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) SELECT ${
@@ -102,6 +91,14 @@ export function insertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement
   return bindRow(db.prepare(INSERT_SQL), row)
 }
 
+/**
+ * The same INSERT, a no-op (meta.changes = 0) when the chain already has a
+ * row at this seq: the sequencer's drain can be retried without duplicating.
+ */
+export function idempotentInsertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement {
+  return bindRow(db.prepare(IDEMPOTENT_INSERT_SQL), row)
+}
+
 function messages(error: unknown): string {
   const parts: string[] = []
   for (let e: unknown = error, depth = 0; e && depth < 5; depth += 1) {
@@ -111,132 +108,58 @@ function messages(error: unknown): string {
   return parts.join(' | ')
 }
 
-/** True when `error` is the UNIQUE violation of audit_log.seq: another writer took this seq. */
-export function isSeqConflict(error: unknown): boolean {
-  return messages(error).includes('UNIQUE constraint failed: audit_log.seq')
-}
-
-export interface RetryOptions {
-  /** Attempts before giving up with AuditContentionError. Default 20. */
-  maxAttempts?: number
-  /** Called before each retry; `attempt` is the attempt that just lost (1-based). */
-  onRetry?: (attempt: number) => void
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/**
- * Full jitter scaled to what one attempt costs (the D1 round trips just
- * measured): uniform in [0, min(1000, cost * 2^(attempt-1))] ms, the
- * exponent capped at 5. Locally an attempt takes ~1 ms, against a remote
- * primary tens of ms; the more often a writer loses, the wider the window
- * the contenders spread over.
- */
-function backoff(attempt: number, attemptMs: number): Promise<void> {
-  const cost = Math.max(1, attemptMs)
-  return sleep(Math.random() * Math.min(1000, cost * 2 ** Math.min(attempt - 1, 5)))
-}
-
-function attemptsOf(opts: RetryOptions | undefined): number {
-  const max = opts?.maxAttempts ?? 20
-  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('audit log: "maxAttempts" must be a positive integer')
-  return max
+/** True when a requireChange batch was rolled back because its last business statement changed nothing. */
+export function isNoChange(error: unknown): boolean {
+  return messages(error).includes(NO_CHANGE_MESSAGE)
 }
 
 /**
- * Appends one record: read head, seal, INSERT; on a lost race for the seq,
- * retry from a fresh head. Returns the stored row. Throws
- * AuditContentionError after `maxAttempts`, a TypeError for an invalid
- * record (see normalizeRecord), and any other D1 error as is.
- * In the Worker, hand it to ctx.waitUntil for reads and refusals (with a
- * .catch that logs), await it where a failed write must fail the request.
+ * The audit INSERT of a sealed row for a mutation batch: with `requireChange`
+ * it fails (NOT NULL on ts, so D1 rolls the whole batch back) unless the
+ * statement just before it changed at least one row.
  */
-export async function appendAudit(db: AuditDb, record: AuditRecord, opts?: RetryOptions): Promise<AuditRow> {
-  const maxAttempts = attemptsOf(opts)
+export function auditStatement(db: AuditDb, row: AuditRow, requireChange: boolean): D1PreparedStatement {
+  return requireChange ? bindRow(db.prepare(INSERT_IF_CHANGED_SQL), row) : insertStatement(db, row)
+}
+
+/**
+ * Appends one record: read head, seal, INSERT — one attempt, no retry. Only
+ * safe with a single writer per chain (the AuditSequencer, or an offline
+ * script): a concurrent writer makes it fail on the UNIQUE seq.
+ */
+export async function appendAudit(db: AuditDb, record: AuditRecord): Promise<AuditRow> {
   const conn = primary(db)
-  for (let attempt = 1; ; attempt += 1) {
-    const started = Date.now()
-    const row = await sealRow(record, await chainHead(conn))
-    try {
-      await insertStatement(conn, row).run()
-      return row
-    } catch (error) {
-      if (!isSeqConflict(error)) throw error
-      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
-      opts?.onRetry?.(attempt)
-      await backoff(attempt, Date.now() - started)
-    }
-  }
+  const row = await sealRow(record, await chainHead(conn))
+  await insertStatement(conn, row).run()
+  return row
 }
-
-export interface CommitOptions extends RetryOptions {
-  /**
-   * Apply the batch only if the LAST business statement changed at least one
-   * row (meta.changes > 0), e.g. `UPDATE orders SET status = ?2 WHERE id = ?1
-   * AND status = ?3` that must not silently match nothing. When it changed
-   * nothing, the audit INSERT fails on purpose, the whole batch is rolled
-   * back, and the result is `{ applied: false, reason: 'no_change' }`; the
-   * caller then reports the failure and audits it (appendAudit). Default false.
-   */
-  requireChange?: boolean
-}
-
-/** `record` may be computed per attempt, e.g. to measure duration at commit time. */
-export type RecordSource = AuditRecord | ((info: { attempt: number; head: ChainHead }) => AuditRecord)
 
 export type CommitResult =
-  | {
-    applied: true
-    /** The audit row stored with the change. */
-    row: AuditRow
-    /** One D1Result per business statement, in order: inspect meta.changes. */
-    results: D1Result[]
-    attempts: number
-  }
-  | { applied: false; reason: 'no_change'; attempts: number }
+  | { applied: true; row: AuditRow; results: D1Result[] }
+  | { applied: false; reason: 'no_change' }
 
 /**
  * Runs `statements` and the audit INSERT of `record` as one D1 batch (one
- * transaction): both are stored or neither is. On a lost race for the seq
- * the whole batch (which was rolled back) is retried from a fresh head, so
- * the statements must be safe to run again — they are, because nothing of
- * the failed attempt was kept. Any other failure (a business statement's
- * constraint, the audit INSERT failing, D1 unavailable) is thrown and
- * nothing is applied.
- *
- * Without `requireChange`, a statement that matched no row does not stop
- * the commit: check `results[i].meta.changes`, and remember that the audit
- * row was written as given. Use `requireChange` (with the conditional
- * statement last) when "matched nothing" must mean "not done".
+ * transaction): both are stored or neither is. Single writer only (see
+ * appendAudit); in the Worker the AuditSequencer's commit does this.
  */
 export async function commitWithAudit(
   db: AuditDb,
   statements: D1PreparedStatement[],
-  record: RecordSource,
-  opts?: CommitOptions,
+  record: AuditRecord,
+  opts?: { requireChange?: boolean },
 ): Promise<CommitResult> {
-  const maxAttempts = attemptsOf(opts)
   if (opts?.requireChange && statements.length === 0) {
     throw new TypeError('commitWithAudit: "requireChange" needs at least one statement')
   }
   const conn = primary(db)
-  for (let attempt = 1; ; attempt += 1) {
-    const started = Date.now()
-    const head = await chainHead(conn)
-    const row = await sealRow(typeof record === 'function' ? record({ attempt, head }) : record, head)
-    const audit = opts?.requireChange ? bindRow(conn.prepare(INSERT_IF_CHANGED_SQL), row) : insertStatement(conn, row)
-    try {
-      const results = await conn.batch([...statements, audit])
-      return { applied: true, row, results: results.slice(0, statements.length), attempts: attempt }
-    } catch (error) {
-      if (opts?.requireChange && messages(error).includes(NO_CHANGE_MESSAGE)) {
-        return { applied: false, reason: 'no_change', attempts: attempt }
-      }
-      if (!isSeqConflict(error)) throw error
-      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
-      opts?.onRetry?.(attempt)
-      await backoff(attempt, Date.now() - started)
-    }
+  const row = await sealRow(record, await chainHead(conn))
+  try {
+    const results = await conn.batch([...statements, auditStatement(conn, row, opts?.requireChange ?? false)])
+    return { applied: true, row, results: results.slice(0, statements.length) }
+  } catch (error) {
+    if (opts?.requireChange && isNoChange(error)) return { applied: false, reason: 'no_change' }
+    throw error
   }
 }
 

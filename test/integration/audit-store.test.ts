@@ -2,7 +2,8 @@
 // atomicity of a mutation with its audit row, pruning, and tamper detection
 // on what is actually stored.
 import { env } from 'cloudflare:workers'
-import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest'
+import type { AuditSequencer } from '../../src/audit/sequencer.ts'
 import { GENESIS, sealRow, verifyChain, type AuditRecord } from '../../src/audit/chain.ts'
 import {
   AuditChainError, type AuditDb, appendAudit, chainHead, commitWithAudit, insertStatement, pruneAudit, readChain,
@@ -55,6 +56,68 @@ async function orderStatus(id: string): Promise<string | null> {
   return db.prepare('SELECT status FROM orders WHERE id = ?1').bind(id).first<string>('status')
 }
 
+/** A fresh sequencer (its own name, so it loads the head from D1 as it is now). */
+function freshSequencer(): DurableObjectStub<AuditSequencer> {
+  return env.AUDIT_SEQUENCER.get(env.AUDIT_SEQUENCER.idFromName(`test-${crypto.randomUUID()}`))
+}
+
+/** Waits until D1 holds `n` audit rows (the sequencer drains its outbox after append returns). */
+async function rowsLanded(n: number): Promise<void> {
+  await vi.waitFor(async () => expect(await count()).toBe(n), { timeout: 10_000, interval: 20 })
+}
+
+describe('AuditSequencer', { timeout: 20_000 }, () => {
+  it('concurrent appends never fork the chain: 50 parallel appends give seq 1..50 in D1 and a valid chain', async () => {
+    const seq = freshSequencer()
+    const heads = await Promise.all(Array.from({ length: 50 }, (_, i) => seq.append(record({ request_id: `req-${i}` }))))
+    expect(new Set(heads.map((h) => h.seq)).size).toBe(50)
+    await rowsLanded(50)
+    const stored = await all(readChain(db, 7))
+    expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+    expect(new Set(stored.map((r) => r.request_id)).size).toBe(50)
+    expect(await verifyChain(stored, GENESIS)).toEqual({ ok: true, count: 50, last: { seq: 50, hash: stored[49]?.hash } })
+  })
+
+  it('appends and mutations interleaved: every change applied once, gap-free verifying chain', async () => {
+    const seq = freshSequencer()
+    const ids = Array.from({ length: 20 }, (_, i) => `tkt_seq_${i}_${crypto.randomUUID().slice(0, 8)}`)
+    const results = await Promise.all(ids.flatMap((id) => [
+      seq.commit([{ sql: `INSERT INTO tickets (id, customer_id, subject, body, created_by, created_at)
+        VALUES (?1, 'cus_001', 'audit seq', 'body', 'alice', ?2)`, params: [id, new Date().toISOString()] }],
+      record({ tool: 'create_ticket', request_id: id }), { requireChange: true }),
+      seq.append(record()),
+    ]))
+    expect(results.filter((r) => 'applied' in r && r.applied)).toHaveLength(20)
+    await rowsLanded(40)
+    const placeholders = ids.map((_, i) => `?${i + 1}`).join(', ')
+    expect(await db.prepare(`SELECT count(*) AS n FROM tickets WHERE id IN (${placeholders})`).bind(...ids).first<number>('n')).toBe(20)
+    const rows = await all(readChain(db))
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+    expect(rows.filter((r) => ids.includes(r.request_id))).toHaveLength(20)
+    expect(await verifyChain(rows, GENESIS)).toMatchObject({ ok: true, count: 40 })
+  })
+
+  it('a failing mutation batch leaves neither change nor row and does not consume the seq', async () => {
+    const seq = freshSequencer()
+    await seq.append(record())
+    await rowsLanded(1)
+    const id = `tkt_fail_${crypto.randomUUID().slice(0, 8)}`
+    // The second statement violates NOT NULL: the whole batch is rolled back.
+    expect(await seq.commit([
+      { sql: `INSERT INTO tickets (id, customer_id, subject, body, created_by, created_at) VALUES (?1, 'cus_001', 's', 'b', 'alice', ?2)`, params: [id, new Date().toISOString()] },
+      { sql: `INSERT INTO tickets (id, customer_id, subject, body, created_by, created_at) VALUES (?1, 'cus_001', NULL, 'b', 'alice', ?2)`, params: [`${id}_x`, new Date().toISOString()] },
+    ], record({ tool: 'create_ticket' }))).toEqual({ applied: false, reason: 'batch_failed' })
+    const noChange = await seq.commit([{ sql: `UPDATE tickets SET subject = 'x' WHERE id = ?1`, params: ['tkt_does_not_exist'] }], record(), { requireChange: true })
+    expect(noChange).toEqual({ applied: false, reason: 'no_change' })
+    expect(await db.prepare('SELECT count(*) AS n FROM tickets WHERE id = ?1').bind(id).first<number>('n')).toBe(0)
+    expect(await count()).toBe(1)
+    const next = await seq.append(record())
+    expect(next.seq).toBe(2)
+    await rowsLanded(2)
+    expect(await verifyStoredChain(db)).toMatchObject({ ok: true, count: 2 })
+  })
+})
+
 /** The same database with `ms` of latency each way per query (reads and single-statement writes only). */
 function withLatency(inner: D1Database, ms: number): AuditDb {
   const delay = () => new Promise((resolve) => setTimeout(resolve, ms))
@@ -87,40 +150,6 @@ afterEach(async () => {
 })
 
 describe('appendAudit', () => {
-  it('concurrent writers never fork the chain: 50 parallel appends give seq 1..50 and a valid chain', async () => {
-    let retries = 0
-    let mostAttempts = 1
-    const onRetry = (attempt: number) => {
-      retries += 1
-      mostAttempts = Math.max(mostAttempts, attempt + 1)
-    }
-    const rows = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => appendAudit(db, record({ request_id: `req-${i}` }), { onRetry })),
-    )
-    console.log(`[audit-store] 50 parallel appendAudit calls: ${retries} retries after lost seq races, at most ${mostAttempts} attempts for one call`)
-    expect(await count()).toBe(50)
-    const stored = await all(readChain(db, 7))
-    expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
-    expect(new Set(rows.map((r) => r.seq)).size).toBe(50)
-    expect(new Set(stored.map((r) => r.request_id)).size).toBe(50)
-    const result = await verifyChain(stored, GENESIS)
-    expect(result).toEqual({ ok: true, count: 50, last: { seq: 50, hash: stored[49]?.hash } })
-  })
-
-  it('with remote-like latency (10 ms each way) 50 parallel appends still converge within the default attempts', { timeout: 30_000 }, async () => {
-    const slow = withLatency(db, 10)
-    let retries = 0
-    let mostAttempts = 1
-    const onRetry = (attempt: number) => {
-      retries += 1
-      mostAttempts = Math.max(mostAttempts, attempt + 1)
-    }
-    const started = Date.now()
-    await Promise.all(Array.from({ length: 50 }, () => appendAudit(slow, record(), { onRetry })))
-    console.log(`[audit-store] 50 parallel appendAudit calls with 10 ms latency each way: ${retries} retries, at most ${mostAttempts} attempts for one call, ${Date.now() - started} ms`)
-    expect(await verifyStoredChain(db)).toMatchObject({ ok: true, count: 50 })
-  })
-
   it('a row read back from D1 hashes to what was written (unicode, quotes, long text, nulls)', async () => {
     await appendAudit(db, record({
       client_name: 'Zoë’s client 🚀 "quoted" \\ back\nslash',
@@ -155,12 +184,10 @@ describe('appendAudit', () => {
     expect(next.prev_hash).toBe(third?.hash)
   })
 
-  it('a failure other than a seq race is thrown, not retried', async () => {
+  it('a D1 failure is thrown, not retried', async () => {
     await db.prepare(`CREATE TRIGGER audit_log_unwritable BEFORE INSERT ON audit_log
       BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END`).run()
-    let retries = 0
-    await expect(appendAudit(db, record(), { onRetry: () => { retries += 1 } })).rejects.toThrow(/audit store unavailable/)
-    expect(retries).toBe(0)
+    await expect(appendAudit(db, record())).rejects.toThrow(/audit store unavailable/)
   })
 })
 
@@ -228,31 +255,6 @@ describe('commitWithAudit', () => {
     expect(await count()).toBe(0)
   })
 
-  it('concurrent commits retry the whole batch on a seq race and apply each change exactly once', async () => {
-    let retries = 0
-    const onRetry = () => { retries += 1 }
-    const ids = Array.from({ length: 20 }, (_, i) => `tkt_audit_${i}_${crypto.randomUUID().slice(0, 8)}`)
-    await Promise.all([
-      ...ids.map((id) => commitWithAudit(
-        db,
-        [db.prepare(`INSERT INTO tickets (id, customer_id, subject, body, created_by, created_at)
-          VALUES (?1, 'cus_001', 'audit race', 'body', 'alice', ?2)`).bind(id, new Date().toISOString())],
-        () => record({ tool: 'create_ticket', request_id: id }),
-        { onRetry },
-      )),
-      ...Array.from({ length: 20 }, () => appendAudit(db, record(), { onRetry })),
-    ])
-    console.log(`[audit-store] 20 commitWithAudit + 20 appendAudit in parallel: ${retries} retries`)
-    const placeholders = ids.map((_, i) => `?${i + 1}`).join(', ')
-    const tickets = await db.prepare(`SELECT count(*) AS n FROM tickets WHERE id IN (${placeholders})`).bind(...ids).first<number>('n')
-    expect(tickets).toBe(20)
-    const rows = await all(readChain(db))
-    expect(rows).toHaveLength(40)
-    expect(rows.filter((r) => ids.includes(r.request_id))).toHaveLength(20)
-    expect(await verifyChain(rows, GENESIS)).toMatchObject({ ok: true, count: 40 })
-    await db.prepare(`DELETE FROM tickets WHERE id IN (${placeholders})`).bind(...ids).run()
-  })
-
   it('without requireChange, an UPDATE that matched nothing still commits and reports meta.changes = 0', async () => {
     const result = await commitWithAudit(
       db,
@@ -277,7 +279,7 @@ describe('commitWithAudit', () => {
       record({ tool: 'update_order' }),
       { requireChange: true },
     )
-    expect(result).toEqual({ applied: false, reason: 'no_change', attempts: 1 })
+    expect(result).toEqual({ applied: false, reason: 'no_change' })
     expect(await orderStatus('ord_0006')).toBe(status)
     expect(await orderNote('ord_0006')).toBe(note)
     expect(await count()).toBe(0)
