@@ -49,6 +49,7 @@ const RawConfig = z
     AUDIT_RETENTION_DAYS: optionalText,
     AUTH_REQUIRE_AT_JWT: optionalText,
     LOG_LEVEL: optionalText,
+    AUDIT_CHAINS: optionalText,
   })
   .loose()
 
@@ -67,7 +68,11 @@ export interface Config {
   requireAtJwt: boolean
   /** LOG_LEVEL: lines below it are not written. */
   logLevel: LogLevel
+  /** AUDIT_CHAINS: independent audit chains callers are spread over by `sub` (1..MAX_AUDIT_CHAINS). */
+  auditChains: number
 }
+
+export const MAX_AUDIT_CHAINS = 256
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
 
@@ -155,6 +160,11 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const logLevel = (raw.LOG_LEVEL ?? 'info').toLowerCase()
   if (!isLogLevel(logLevel)) return fail('LOG_LEVEL', 'must be one of debug, info, warn, error')
 
+  const auditChains = positiveInt(raw.AUDIT_CHAINS, 1)
+  if (auditChains === undefined || auditChains < 1 || auditChains > MAX_AUDIT_CHAINS) {
+    return fail('AUDIT_CHAINS', `must be an integer from 1 to ${MAX_AUDIT_CHAINS}`)
+  }
+
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
@@ -173,6 +183,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       auditRetentionDays,
       requireAtJwt,
       logLevel,
+      auditChains,
     },
   }
 }

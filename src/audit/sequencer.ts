@@ -1,5 +1,7 @@
 // AuditSequencer: the one writer of an audit chain (a SQLite-backed Durable
-// Object addressed by idFromName('chain-0'); today one chain).
+// Object addressed by idFromName('chain-<n>'), n = chainOf(sub, AUDIT_CHAINS);
+// see chains.ts). It writes chain n's rows with audit_log.chain = n; an object
+// whose name is not 'chain-<n>' refuses every call.
 //
 // RPC methods:
 //   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
@@ -28,18 +30,19 @@
 //   drain(): Promise<number>
 //     Flushes the outbox to D1 now and resolves with the rows still pending
 //     (0 unless D1 is failing). A barrier for tests and operators.
-//   resync(): Promise<ChainHead>
+//   resync(): Promise<{ ok: true; head: ChainHead } | { ok: false; pending: number }>
 //     Drains, then reloads the head from D1. For after D1 was restored from
 //     a backup (Time Travel) or cleared: without it the next row would follow
-//     a head D1 no longer has. Refuses (throws) while rows are pending, so
+//     a head D1 no longer has. Refuses (ok=false) while rows are pending, so
 //     it never drops an accepted row.
 //
 // The head is loaded in blockConcurrencyWhile in the constructor: the newest
 // outbox row if any (not yet in D1), else D1's head (chainHead).
 import { DurableObject } from 'cloudflare:workers'
 import type { SqlStatement } from '../db/queries.ts'
-import { createLogger } from '../log.ts'
+import { createLogger, type Logger } from '../log.ts'
 import { sealRow, type AuditRecord, type AuditRow, type ChainHead } from './chain.ts'
+import { parseChainName } from './chains.ts'
 import { auditStatement, chainHead, idempotentInsertStatement, isNoChange } from './store.ts'
 
 export type CommitOutcome =
@@ -56,28 +59,34 @@ function reasonOf(error: unknown): string {
 }
 
 export class AuditSequencer extends DurableObject<Env> {
+  private readonly chain: number
   private head: ChainHead = { seq: 0, hash: '' }
   /** Serializes sealing (and commit), so seq follows arrival order. */
   private tail: Promise<unknown> = Promise.resolve()
   private flushing: Promise<void> | null = null
   private failures = 0
-  private readonly log = createLogger({ component: 'audit_sequencer' })
+  private readonly log: Logger
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
+    const chain = parseChainName(ctx.id.name)
+    this.chain = chain ?? -1
+    this.log = createLogger({ component: 'audit_sequencer', chain: this.chain })
     void ctx.blockConcurrencyWhile(async () => {
+      if (chain === undefined) return // every call refuses (named)
       ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL)')
       const last = ctx.storage.sql.exec<{ row: string }>('SELECT row FROM outbox ORDER BY seq DESC LIMIT 1').toArray()[0]
       if (last) {
         const row = JSON.parse(last.row) as AuditRow
         this.head = { seq: row.seq, hash: row.hash }
       } else {
-        this.head = await chainHead(env.DB)
+        this.head = await chainHead(env.DB, chain)
       }
     })
   }
 
   private async serial<T>(work: () => Promise<T>): Promise<T> {
+    if (this.chain < 0) throw new Error(`audit sequencer: addressed as "${this.ctx.id.name ?? '(no name)'}", not idFromName('chain-<n>')`)
     const previous = this.tail
     let release = () => {}
     this.tail = new Promise<void>((resolve) => { release = resolve })
@@ -110,7 +119,7 @@ export class AuditSequencer extends DurableObject<Env> {
       const db = this.env.DB
       const business = statements.map((s) => db.prepare(s.sql).bind(...s.params))
       try {
-        await db.batch([...business, auditStatement(db, row, opts.requireChange ?? false)])
+        await db.batch([...business, auditStatement(db, row, opts.requireChange ?? false, this.chain)])
       } catch (error) {
         if (opts.requireChange && isNoChange(error)) return { applied: false, reason: 'no_change' } as const
         this.log('error', 'audit_commit_failed', { reason: reasonOf(error), seq_not_consumed: row.seq })
@@ -123,17 +132,18 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   async drain(): Promise<number> {
+    await this.serial(async () => {})
     await this.flush()
     return this.pending()
   }
 
-  async resync(): Promise<ChainHead> {
+  async resync(): Promise<{ ok: true; head: ChainHead } | { ok: false; pending: number }> {
     return this.serial(async () => {
       await this.flush()
       const pending = this.pending()
-      if (pending > 0) throw new Error(`audit sequencer: ${pending} rows not yet in D1; head not reloaded`)
-      this.head = await chainHead(this.env.DB)
-      return { ...this.head }
+      if (pending > 0) return { ok: false, pending } as const
+      this.head = await chainHead(this.env.DB, this.chain)
+      return { ok: true, head: { ...this.head } } as const
     })
   }
 
@@ -172,7 +182,7 @@ export class AuditSequencer extends DurableObject<Env> {
       if (!last) return
       let results: D1Result[]
       try {
-        results = await db.batch(rows.map((row) => idempotentInsertStatement(db, row)))
+        results = await db.batch(rows.map((row) => idempotentInsertStatement(db, row, this.chain)))
       } catch (error) {
         this.failures += 1
         const retryMs = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1))
@@ -195,7 +205,8 @@ export class AuditSequencer extends DurableObject<Env> {
   private async checkSkipped(rows: AuditRow[], results: D1Result[]): Promise<void> {
     for (const [i, row] of rows.entries()) {
       if ((results[i]?.meta.changes ?? 1) > 0) continue
-      const stored = await this.env.DB.prepare('SELECT hash FROM audit_log WHERE seq = ?1').bind(row.seq).first<string>('hash')
+      const stored = await this.env.DB.prepare('SELECT hash FROM audit_log WHERE chain = ?1 AND seq = ?2')
+        .bind(this.chain, row.seq).first<string>('hash')
       if (stored !== row.hash) this.log('error', 'audit_seq_taken', { seq: row.seq, stored_hash: stored, replay: row })
     }
   }

@@ -1,10 +1,12 @@
 // The audit log in D1: appending, committing a mutation together with its
-// audit row, retention pruning, and reading the chain back.
+// audit row, retention pruning, and reading the chains back. Every function
+// works on one chain (`chain`, default 0: the audit_log.chain column);
+// `listChains` names them all.
 //
 // What it guarantees:
-//   * The chain never forks: each chain has ONE writer, the AuditSequencer
+//   * A chain never forks: each chain has ONE writer, its AuditSequencer
 //     Durable Object (sequencer.ts), which seals rows in arrival order and
-//     uses the helpers below. `seq` is UNIQUE as a last line of defence.
+//     uses the helpers below. (chain, seq) is UNIQUE as a last line of defence.
 //   * `commitWithAudit` runs the business statements and the audit INSERT in
 //     ONE `db.batch()`, which D1 runs as one transaction: either the change
 //     and its audit row are both stored, or neither is. A mutation whose
@@ -42,9 +44,9 @@ function primary(db: AuditDb): AuditDb {
   return typeof maybe.withSession === 'function' ? maybe.withSession('first-primary') : db
 }
 
-const HEAD_SQL = `SELECT seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1)
+const HEAD_SQL = `SELECT seq, hash FROM (SELECT seq, hash FROM audit_log WHERE chain = ?1 ORDER BY seq DESC LIMIT 1)
 UNION ALL
-SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1
+SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ?1
 ORDER BY 1 DESC LIMIT 1`
 
 /**
@@ -52,8 +54,8 @@ ORDER BY 1 DESC LIMIT 1`
  * table is empty after pruning, the checkpoint; otherwise the genesis
  * {0, GENESIS_HASH}. One query.
  */
-export async function chainHead(db: AuditDb): Promise<ChainHead> {
-  const head = await db.prepare(HEAD_SQL).first<{ seq: unknown; hash: unknown }>()
+export async function chainHead(db: AuditDb, chain = 0): Promise<ChainHead> {
+  const head = await db.prepare(HEAD_SQL).bind(chain).first<{ seq: unknown; hash: unknown }>()
   if (!head) return { ...GENESIS }
   if (typeof head.seq !== 'number' || typeof head.hash !== 'string') {
     throw new TypeError('audit log: the newest row (or checkpoint) has a malformed seq or hash; run audit:verify')
@@ -62,8 +64,8 @@ export async function chainHead(db: AuditDb): Promise<ChainHead> {
 }
 
 /** The pruning checkpoint, or null when nothing was ever pruned. */
-export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
-  const row = await db.prepare('SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1')
+export async function readCheckpoint(db: AuditDb, chain = 0): Promise<ChainHead | null> {
+  const row = await db.prepare('SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ?1').bind(chain)
     .first<{ last_seq: unknown; last_hash: unknown }>()
   if (!row) return null
   return {
@@ -73,30 +75,31 @@ export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
 }
 
 const PLACEHOLDERS = AUDIT_COLUMNS.map((_, i) => `?${i + 1}`)
-const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${PLACEHOLDERS.join(', ')})`
+const CHAIN_PARAM = `?${AUDIT_COLUMNS.length + 1}`
+const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}, chain) VALUES (${PLACEHOLDERS.join(', ')}, ${CHAIN_PARAM})`
 const IDEMPOTENT_INSERT_SQL = `${INSERT_SQL} ON CONFLICT DO NOTHING`
 // Same row, but `ts` becomes NULL (violating NOT NULL, so the batch rolls
 // back) unless the statement just before it changed at least one row.
-const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) SELECT ${
+const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}, chain) SELECT ${
   PLACEHOLDERS.map((p, i) => (AUDIT_COLUMNS[i] === 'ts' ? `CASE WHEN changes() > 0 THEN ${p} END` : p)).join(', ')
-}`
+}, ${CHAIN_PARAM}`
 const NO_CHANGE_MESSAGE = 'NOT NULL constraint failed: audit_log.ts'
 
-function bindRow(statement: D1PreparedStatement, row: AuditRow): D1PreparedStatement {
-  return statement.bind(...AUDIT_COLUMNS.map((column) => row[column] ?? null))
+function bindRow(statement: D1PreparedStatement, row: AuditRow, chain: number): D1PreparedStatement {
+  return statement.bind(...AUDIT_COLUMNS.map((column) => row[column] ?? null), chain)
 }
 
-/** The INSERT of one sealed row: every column bound as ?1..?19 in schema order. */
-export function insertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement {
-  return bindRow(db.prepare(INSERT_SQL), row)
+/** The INSERT of one sealed row: every column bound as ?1..?19 in schema order, the chain as ?20. */
+export function insertStatement(db: AuditDb, row: AuditRow, chain = 0): D1PreparedStatement {
+  return bindRow(db.prepare(INSERT_SQL), row, chain)
 }
 
 /**
  * The same INSERT, a no-op (meta.changes = 0) when the chain already has a
  * row at this seq: the sequencer's drain can be retried without duplicating.
  */
-export function idempotentInsertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement {
-  return bindRow(db.prepare(IDEMPOTENT_INSERT_SQL), row)
+export function idempotentInsertStatement(db: AuditDb, row: AuditRow, chain: number): D1PreparedStatement {
+  return bindRow(db.prepare(IDEMPOTENT_INSERT_SQL), row, chain)
 }
 
 function messages(error: unknown): string {
@@ -118,8 +121,8 @@ export function isNoChange(error: unknown): boolean {
  * it fails (NOT NULL on ts, so D1 rolls the whole batch back) unless the
  * statement just before it changed at least one row.
  */
-export function auditStatement(db: AuditDb, row: AuditRow, requireChange: boolean): D1PreparedStatement {
-  return requireChange ? bindRow(db.prepare(INSERT_IF_CHANGED_SQL), row) : insertStatement(db, row)
+export function auditStatement(db: AuditDb, row: AuditRow, requireChange: boolean, chain = 0): D1PreparedStatement {
+  return requireChange ? bindRow(db.prepare(INSERT_IF_CHANGED_SQL), row, chain) : insertStatement(db, row, chain)
 }
 
 /**
@@ -127,10 +130,10 @@ export function auditStatement(db: AuditDb, row: AuditRow, requireChange: boolea
  * safe with a single writer per chain (the AuditSequencer, or an offline
  * script): a concurrent writer makes it fail on the UNIQUE seq.
  */
-export async function appendAudit(db: AuditDb, record: AuditRecord): Promise<AuditRow> {
+export async function appendAudit(db: AuditDb, record: AuditRecord, chain = 0): Promise<AuditRow> {
   const conn = primary(db)
-  const row = await sealRow(record, await chainHead(conn))
-  await insertStatement(conn, row).run()
+  const row = await sealRow(record, await chainHead(conn, chain))
+  await insertStatement(conn, row, chain).run()
   return row
 }
 
@@ -147,15 +150,16 @@ export async function commitWithAudit(
   db: AuditDb,
   statements: D1PreparedStatement[],
   record: AuditRecord,
-  opts?: { requireChange?: boolean },
+  opts?: { requireChange?: boolean; chain?: number },
 ): Promise<CommitResult> {
   if (opts?.requireChange && statements.length === 0) {
     throw new TypeError('commitWithAudit: "requireChange" needs at least one statement')
   }
   const conn = primary(db)
-  const row = await sealRow(record, await chainHead(conn))
+  const chain = opts?.chain ?? 0
+  const row = await sealRow(record, await chainHead(conn, chain))
   try {
-    const results = await conn.batch([...statements, auditStatement(conn, row, opts?.requireChange ?? false)])
+    const results = await conn.batch([...statements, auditStatement(conn, row, opts?.requireChange ?? false, chain)])
     return { applied: true, row, results: results.slice(0, statements.length) }
   } catch (error) {
     if (opts?.requireChange && isNoChange(error)) return { applied: false, reason: 'no_change' }
@@ -163,22 +167,29 @@ export async function commitWithAudit(
   }
 }
 
-const SELECT_ROWS = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2`
-const SELECT_ROWS_UPTO = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2`
+const SELECT_ROWS = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE chain = ?4 AND seq > ?1 AND (?3 IS NULL OR seq <= ?3) ORDER BY seq LIMIT ?2`
+
+export interface ChainReadOptions {
+  /** Which chain (audit_log.chain). Default 0. */
+  chain?: number
+  /** Rows per query. Default 500. */
+  pageSize?: number
+  /** Stop after this seq. */
+  upToSeq?: number
+}
 
 /**
- * Every row of audit_log in ascending seq, `pageSize` rows per query (keyset
+ * Every row of one chain in ascending seq, `pageSize` rows per query (keyset
  * paging on seq, so rows appended meanwhile are picked up at the end).
  */
-export async function* readChain(db: AuditDb, pageSize = 500, upToSeq?: number): AsyncIterable<AuditRow> {
+export async function* readChain(db: AuditDb, opts: ChainReadOptions = {}): AsyncIterable<AuditRow> {
+  const { chain = 0, pageSize = 500, upToSeq } = opts
   if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError('readChain: "pageSize" must be a positive integer')
   // The raw seq of the last row read is the cursor, so even a row whose seq
   // was tampered into text is read (SQLite orders text after every integer).
   let cursor: unknown = Number.MIN_SAFE_INTEGER
   for (;;) {
-    const statement = upToSeq === undefined
-      ? db.prepare(SELECT_ROWS).bind(cursor, pageSize)
-      : db.prepare(SELECT_ROWS_UPTO).bind(cursor, pageSize, upToSeq)
+    const statement = db.prepare(SELECT_ROWS).bind(cursor, pageSize, upToSeq ?? null, chain)
     const { results } = await statement.all<Record<string, unknown>>()
     for (const raw of results) yield toAuditRow(raw)
     if (results.length < pageSize) return
@@ -186,10 +197,17 @@ export async function* readChain(db: AuditDb, pageSize = 500, upToSeq?: number):
   }
 }
 
-/** Verifies the whole stored chain from the checkpoint (or the genesis). */
-export async function verifyStoredChain(db: AuditDb, pageSize = 500): Promise<VerifyResult> {
-  const start = (await readCheckpoint(db)) ?? { ...GENESIS }
-  return verifyChain(readChain(db, pageSize), start)
+/** Verifies one whole stored chain from its checkpoint (or the genesis). */
+export async function verifyStoredChain(db: AuditDb, opts: Omit<ChainReadOptions, 'upToSeq'> = {}): Promise<VerifyResult> {
+  const start = (await readCheckpoint(db, opts.chain ?? 0)) ?? { ...GENESIS }
+  return verifyChain(readChain(db, opts), start)
+}
+
+/** Every chain that has rows or a checkpoint, ascending. */
+export async function listChains(db: AuditDb): Promise<number[]> {
+  const { results } = await db.prepare('SELECT chain FROM audit_log GROUP BY chain UNION SELECT chain FROM audit_checkpoint ORDER BY 1')
+    .all<{ chain: unknown }>()
+  return results.map((r) => (typeof r.chain === 'number' ? r.chain : Number.NaN))
 }
 
 export interface PruneOptions {
@@ -199,19 +217,21 @@ export interface PruneOptions {
   chunkSize?: number
   /** Clock for `pruned_at`. Default () => new Date(). */
   now?: () => Date
+  /** Which chain. Default 0. */
+  chain?: number
 }
 
 const PRUNE_RANGE_SQL = `SELECT
-  (SELECT seq FROM audit_log WHERE ts >= ?1 ORDER BY seq LIMIT 1) AS keep_from,
-  (SELECT max(seq) FROM audit_log) AS max_seq,
-  (SELECT min(seq) FROM audit_log) AS min_seq`
-const CHECKPOINT_SQL = `INSERT INTO audit_checkpoint (id, last_seq, last_hash, pruned_at)
-SELECT 1, seq, hash, ?2 FROM audit_log WHERE seq = ?1
-ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, pruned_at = excluded.pruned_at
+  (SELECT seq FROM audit_log WHERE chain = ?2 AND ts >= ?1 ORDER BY seq LIMIT 1) AS keep_from,
+  (SELECT max(seq) FROM audit_log WHERE chain = ?2) AS max_seq,
+  (SELECT min(seq) FROM audit_log WHERE chain = ?2) AS min_seq`
+const CHECKPOINT_SQL = `INSERT INTO audit_checkpoint (chain, last_seq, last_hash, pruned_at)
+SELECT ?3, seq, hash, ?2 FROM audit_log WHERE chain = ?3 AND seq = ?1
+ON CONFLICT (chain) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, pruned_at = excluded.pruned_at
 WHERE excluded.last_seq >= audit_checkpoint.last_seq`
 // Deletes only if the checkpoint now points at the last deleted row.
-const DELETE_SQL = `DELETE FROM audit_log WHERE seq <= ?1
-AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE id = 1 AND last_seq = ?1)`
+const DELETE_SQL = `DELETE FROM audit_log WHERE chain = ?2 AND seq <= ?1
+AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE chain = ?2 AND last_seq = ?1)`
 
 /**
  * Deletes the audit rows older than `olderThan` (a prefix of the chain; a
@@ -224,19 +244,19 @@ export async function pruneAudit(
   olderThan: Date,
   opts: PruneOptions = {},
 ): Promise<{ deleted: number; checkpoint?: ChainHead }> {
-  const { verify = true, chunkSize = 5000, now = () => new Date() } = opts
+  const { verify = true, chunkSize = 5000, now = () => new Date(), chain = 0 } = opts
   if (Number.isNaN(olderThan.getTime())) throw new RangeError('pruneAudit: invalid cutoff date')
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new RangeError('pruneAudit: "chunkSize" must be a positive integer')
   const conn = primary(db)
-  const range = await conn.prepare(PRUNE_RANGE_SQL).bind(olderThan.toISOString())
+  const range = await conn.prepare(PRUNE_RANGE_SQL).bind(olderThan.toISOString(), chain)
     .first<{ keep_from: number | null; max_seq: number | null; min_seq: number | null }>()
   if (!range || range.min_seq === null || range.max_seq === null) return { deleted: 0 }
   const last = range.keep_from === null ? range.max_seq : range.keep_from - 1
   if (last < range.min_seq) return { deleted: 0 }
 
-  const start = (await readCheckpoint(conn)) ?? { ...GENESIS }
+  const start = (await readCheckpoint(conn, chain)) ?? { ...GENESIS }
   if (verify) {
-    const result = await verifyChain(readChain(conn, 500, last), start)
+    const result = await verifyChain(readChain(conn, { chain, upToSeq: last }), start)
     if (!result.ok) throw new AuditChainError(result)
   }
 
@@ -244,14 +264,14 @@ export async function pruneAudit(
   for (let from = range.min_seq - 1; from < last;) {
     const upTo = Math.min(last, from + chunkSize)
     const [, deletion] = await conn.batch([
-      conn.prepare(CHECKPOINT_SQL).bind(upTo, now().toISOString()),
-      conn.prepare(DELETE_SQL).bind(upTo),
+      conn.prepare(CHECKPOINT_SQL).bind(upTo, now().toISOString(), chain),
+      conn.prepare(DELETE_SQL).bind(upTo, chain),
     ])
     const changes = deletion?.meta.changes ?? 0
     if (changes === 0) break // row upTo missing: the checkpoint did not move, nothing deleted
     deleted += changes
     from = upTo
   }
-  const checkpoint = deleted > 0 ? await readCheckpoint(conn) : null
+  const checkpoint = deleted > 0 ? await readCheckpoint(conn, chain) : null
   return checkpoint ? { deleted, checkpoint } : { deleted }
 }

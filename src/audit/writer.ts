@@ -1,7 +1,7 @@
 // Writing audit rows off the critical path, and alerting.
 //
 // Reads and refusals are recorded after the response (`waitUntil`): the
-// record goes to the chain's AuditSequencer (one writer per chain), which
+// record goes to the caller's chain's AuditSequencer (one writer per chain), which
 // holds it durably in its outbox once `append` returns. If the sequencer
 // cannot be reached, the row is logged as `audit_write_failed` with the whole
 // (already redacted) record, so it can be replayed into the chain. Failures
@@ -12,23 +12,24 @@ import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import { AlertThrottle, deliverAlert, type Alert } from './alert.ts'
 import type { AuditRecord } from './chain.ts'
+import { chainName } from './chains.ts'
 import type { AuditSequencer } from './sequencer.ts'
 
-/** The sequencer of the (single) audit chain. */
-export function sequencer(env: Env): DurableObjectStub<AuditSequencer> {
-  return env.AUDIT_SEQUENCER.get(env.AUDIT_SEQUENCER.idFromName('chain-0'))
+/** The sequencer of audit chain `chain` (see chains.ts chainOf for which chain a caller uses). */
+export function sequencer(env: Env, chain = 0): DurableObjectStub<AuditSequencer> {
+  return env.AUDIT_SEQUENCER.get(env.AUDIT_SEQUENCER.idFromName(chainName(chain)))
 }
 
 /** Per isolate, best effort: each isolate throttles its own alerts. */
 export const alertThrottle = new AlertThrottle({ now: () => Date.now() })
 
-export async function appendLater(env: Env, record: AuditRecord, log: Logger): Promise<void> {
+export async function appendLater(env: Env, record: AuditRecord, log: Logger, chain = 0): Promise<void> {
   try {
-    const head = await sequencer(env).append(record)
-    log('debug', 'audit_written', { seq: head.seq, hash: head.hash, outcome: record.outcome })
+    const head = await sequencer(env, chain).append(record)
+    log('debug', 'audit_written', { chain, seq: head.seq, hash: head.hash, outcome: record.outcome })
   } catch (error) {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-    log('error', 'audit_write_failed', { reason, replay: record })
+    log('error', 'audit_write_failed', { reason, chain, replay: record })
   }
 }
 

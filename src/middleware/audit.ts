@@ -2,6 +2,7 @@
 // outcome of an authenticated caller is recorded — success, tool error,
 // invalid input, 403 denial, 429, timeout, internal error — exactly once.
 //
+//   * Each caller's rows go to one chain: chainOf(sub, AUDIT_CHAINS).
 //   * Mutations are recorded by the tool's own commit: the chain's
 //     AuditSequencer runs the business change (as {sql, params} data) and its
 //     audit row in one D1 batch; if the audit row cannot be written, the
@@ -14,6 +15,7 @@
 import { createMiddleware } from 'hono/factory'
 import type { AuditOutcome } from '../audit/chain.ts'
 import { auditRecord, type CallFacts } from '../audit/record.ts'
+import { chainOf } from '../audit/chains.ts'
 import { alertOn, appendLater, sequencer } from '../audit/writer.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
@@ -40,16 +42,17 @@ export const audit = () =>
     if (rpc.method !== 'tools/call') return next()
 
     const facts: CallFacts = { requestId: c.var.requestId, startedAt: c.var.startedAt, principal: c.var.principal, rpc }
+    const chain = chainOf(c.var.principal.sub, c.var.config.auditChains)
     let auditedInline = false
     // Mutations: the change and its audit row commit in one D1 batch, or neither does.
     c.set('commit', async (statements, output) => {
       const record = await auditRecord(facts, { outcome: 'ok', httpStatus: 200, outputJson: JSON.stringify(output) })
-      const result = await sequencer(c.env).commit(statements, { ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }, {
+      const result = await sequencer(c.env, chain).commit(statements, { ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }, {
         requireChange: true,
       })
       if (result.applied) {
         auditedInline = true
-        c.var.log('debug', 'audit_written', { seq: result.seq, hash: result.hash, outcome: 'ok' })
+        c.var.log('debug', 'audit_written', { chain, seq: result.seq, hash: result.hash, outcome: 'ok' })
         return true
       }
       if (result.reason === 'no_change') return false
@@ -69,5 +72,5 @@ export const audit = () =>
     if (!report && rpc.toolName !== undefined && !POLICY.tools.has(rpc.toolName)) ending.errorCode = 'unknown_tool'
     const record = await auditRecord(facts, ending)
     const { log, config } = c.var
-    c.executionCtx.waitUntil(Promise.all([appendLater(c.env, record, log), ...alertOn(record, config, log)]))
+    c.executionCtx.waitUntil(Promise.all([appendLater(c.env, record, log, chain), ...alertOn(record, config, log)]))
   })

@@ -278,7 +278,7 @@ function events(lines: LogLine[], event: string): Record<string, unknown>[] {
 beforeEach(async () => {
   await settled()
   await DB.batch([DB.prepare('DELETE FROM audit_log'), DB.prepare('DELETE FROM audit_checkpoint')])
-  expect(await chain().resync()).toEqual({ seq: 0, hash: '0'.repeat(64) })
+  expect(await chain().resync()).toEqual({ ok: true, head: { seq: 0, hash: '0'.repeat(64) } })
 })
 
 describe('every outcome of an authenticated tools/call is exactly one row', () => {
@@ -813,7 +813,7 @@ describe('retention', () => {
       }))
     }
     // Written behind the sequencer's back (as an offline import would be): it reloads its head.
-    expect(await chain().resync()).toEqual({ seq: 5, hash: stored[4]!.hash })
+    expect(await chain().resync()).toEqual({ ok: true, head: { seq: 5, hash: stored[4]!.hash } })
     const token = await mintToken({ role: 'read-only', sub: uniqueSub('retention') })
     for (const id of ['cus_012', 'cus_013']) toolResult(await call(token, 'get_customer', { customerId: id }))
     expect((await auditRows()).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
