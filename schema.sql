@@ -129,16 +129,25 @@ CREATE TRIGGER IF NOT EXISTS orders_ad AFTER DELETE ON orders BEGIN
 END;
 
 -- The audit log: one row per `tools/call` of an authenticated caller,
--- whatever the outcome. Tamper-evident: rows form a SHA-256 hash chain
+-- whatever the outcome. Tamper-evident: the rows of each chain form a SHA-256
+-- hash chain
 --   hash = hex SHA-256 of UTF-8( prev_hash || "\n" || canonical(row without hash) )
--- where canonical() is a JSON object of every column but `hash`, keys in the
--- order below, absent values as null (canonicalRow in src/audit/chain.ts).
--- Writers race on the UNIQUE seq and retry, so the chain never forks; only a
--- prefix is ever pruned (audit_checkpoint). `npm run audit:verify` walks it.
+-- where canonical() is a JSON object of every column from `seq` to
+-- `prev_hash`, keys in the order below, absent values as null (canonicalRow
+-- in src/audit/chain.ts; `chain` is not hashed: a row moved to another chain
+-- breaks the links of both). Each chain has exactly one writer, its
+-- AuditSequencer Durable Object (src/audit/sequencer.ts): it seals rows in
+-- arrival order and group-commits them here, so `seq` is gap-free per chain
+-- and (chain, seq) is unique as a last line of defence. Callers are spread
+-- over AUDIT_CHAINS chains (default 1) by a hash of `sub`. Only a prefix of a
+-- chain is ever pruned (audit_checkpoint). `npm run audit:verify` walks
+-- every chain.
 -- What is never stored: the bearer token, the Authorization header, and the
 -- values of fields the policy marks sensitive (they appear as "[redacted]").
+-- An audit_log created before chains existed (seq UNIQUE, no `chain`) is
+-- rebuilt by `npm run db:init` (scripts/db-init.ts); see README "Audit log".
 CREATE TABLE IF NOT EXISTS audit_log (
-  seq             INTEGER NOT NULL UNIQUE,  -- 1, 2, 3 ... gap-free; writers race on it and retry
+  seq             INTEGER NOT NULL,         -- 1, 2, 3 ... gap-free within its chain, assigned by the chain's sequencer
   ts              TEXT NOT NULL,            -- ISO-8601 UTC time the call started
   request_id      TEXT NOT NULL,            -- the X-Request-Id of the HTTP exchange
   sub             TEXT NOT NULL,            -- the token's subject
@@ -153,19 +162,23 @@ CREATE TABLE IF NOT EXISTS audit_log (
   duration_ms     INTEGER NOT NULL,         -- wall time from request start to outcome
   input_json      TEXT,                     -- tool arguments: redacted JSON, capped at 4 KiB
   output_bytes    INTEGER,                  -- size of the tool result JSON in bytes
-  output_sha256   TEXT,                     -- hex SHA-256 of the tool result JSON (unredacted)
+  output_sha256   TEXT,                     -- hex SHA-256 of the REDACTED tool result JSON (redacted as the excerpt, uncapped),
+                                            -- so it reveals no redacted value; output_bytes is the unredacted size
   output_excerpt  TEXT,                     -- redacted, capped (1 KiB) excerpt of the result
   error_code      TEXT,                     -- stable machine code for failures, e.g. "insufficient_scope"
   prev_hash       TEXT NOT NULL,            -- hash of row seq-1 (or of the checkpoint, or 64 zeros)
-  hash            TEXT NOT NULL             -- SHA-256 hex, see above
+  hash            TEXT NOT NULL,            -- SHA-256 hex, see above
+  chain           INTEGER NOT NULL DEFAULT 0  -- which chain: 0 .. AUDIT_CHAINS-1 (not hashed)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS audit_by_chain_seq ON audit_log (chain, seq);
 CREATE INDEX IF NOT EXISTS audit_by_ts ON audit_log (ts);
 CREATE INDEX IF NOT EXISTS audit_by_sub ON audit_log (sub, ts);
 
--- Where the chain starts after retention pruned old rows: the seq and hash
--- of the last row deleted, so verification resumes from it. One row, id = 1.
+-- Where a chain starts after retention pruned old rows: the seq and hash
+-- of the last row deleted, so verification resumes from it. One row per
+-- chain that was ever pruned.
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
-  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  chain      INTEGER PRIMARY KEY,           -- the chain (audit_log.chain)
   last_seq   INTEGER NOT NULL,              -- seq of the newest pruned row
   last_hash  TEXT NOT NULL,                 -- its hash: prev_hash of the first kept row
   pruned_at  TEXT NOT NULL                  -- when the last prune ran

@@ -1,14 +1,19 @@
-// audit:verify — walks the audit log's hash chain in D1 and names the first
-// broken row.
+// audit:verify — walks every audit chain in D1 (AUDIT_CHAINS; one by
+// default) and names the first broken row of each.
 //
 //   npx tsx scripts/audit-verify.ts [--remote] [--database DB] [--persist-to DIR] [--page-size N]
 //
-// Reads `audit_checkpoint` and then `audit_log` in pages of N rows (default
-// 1000, keyset paging on seq) through `wrangler d1 execute <DB> --local|--remote
-// --json --command …`, and verifies them with verifyChain (src/audit/chain.ts)
-// from the checkpoint, or from the genesis when nothing was ever pruned.
-//   exit 0  "audit chain OK: N rows (seq a..b)"
-//   exit 1  "audit chain BROKEN at seq N: <reason> (<detail>)"
+// Lists the chains (audit_log.chain values and checkpoints), then for each
+// reads its `audit_checkpoint` row and its `audit_log` rows in pages of N rows
+// (default 1000, keyset paging on seq) through `wrangler d1 execute <DB>
+// --local|--remote --json --command …`, and verifies them with verifyChain
+// (src/audit/chain.ts) from the checkpoint, or from the genesis when nothing
+// was ever pruned. One line per chain:
+//   "chain 0: audit chain OK: N rows (seq a..b)"
+//   "chain 3: audit chain BROKEN at seq N: <reason> (<detail>)"
+//   (no chain at all: "audit chain OK: 0 rows")
+//   exit 0  every chain verifies
+//   exit 1  at least one chain is broken (or a chain column was tampered into a non-integer)
 //   exit 2  usage error, or wrangler/D1 could not be read (message on stderr)
 // Guarantees: it only runs SELECTs; every value spliced into SQL is an
 // integer it validated. Limits: it cannot see the newest rows being deleted
@@ -104,11 +109,11 @@ function run(command: string, argv: string[]): Promise<{ code: number; stdout: s
 
 const COLUMNS = AUDIT_COLUMNS.join(', ')
 
-/** Every audit row, ascending seq, one wrangler call per page. */
-export async function* wranglerRows(args: VerifyArgs): AsyncIterable<RawRow> {
+/** Every row of one chain, ascending seq, one wrangler call per page. */
+export async function* wranglerRows(args: VerifyArgs, chain: number): AsyncIterable<RawRow> {
   let cursor = Number.MIN_SAFE_INTEGER
   for (;;) {
-    const page = await d1Query(args, `SELECT ${COLUMNS} FROM audit_log WHERE seq > ${cursor} ORDER BY seq LIMIT ${args.pageSize}`)
+    const page = await d1Query(args, `SELECT ${COLUMNS} FROM audit_log WHERE chain = ${chain} AND seq > ${cursor} ORDER BY seq LIMIT ${args.pageSize}`)
     yield* page
     if (page.length < args.pageSize) return
     const last = page[page.length - 1]?.seq
@@ -127,9 +132,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2
   }
   try {
-    const [checkpoint] = await d1Query(args, 'SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1')
-    const { ok, message } = await verifyFromRows(wranglerRows(args), checkpoint ?? null)
-    console.log(message)
+    const listed = await d1Query(args, 'SELECT chain FROM audit_log GROUP BY chain UNION SELECT chain FROM audit_checkpoint ORDER BY 1')
+    if (listed.length === 0) {
+      console.log('audit chain OK: 0 rows')
+      return 0
+    }
+    let ok = true
+    for (const { chain } of listed) {
+      if (typeof chain !== 'number' || !Number.isSafeInteger(chain)) {
+        console.log(`chain ${JSON.stringify(chain)}: audit chain BROKEN: rows carry a chain value that is not an integer (tampered)`)
+        ok = false
+        continue
+      }
+      const [checkpoint] = await d1Query(args, `SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ${chain}`)
+      const report = await verifyFromRows(wranglerRows(args, chain), checkpoint ?? null)
+      console.log(`chain ${chain}: ${report.message}`)
+      ok &&= report.ok
+    }
     return ok ? 0 : 1
   } catch (error) {
     console.error(`audit:verify could not read the audit log: ${error instanceof Error ? error.message : String(error)}`)

@@ -1,6 +1,9 @@
 // npm run db:init — applies schema.sql and the deterministic demo data to the
 // local D1. Idempotent: the schema uses IF NOT EXISTS and the data INSERT OR
-// IGNORE, so running it again changes nothing.
+// IGNORE, so running it again changes nothing. A local D1 made before audit
+// chains existed (audit_log without `chain`) is migrated first: its tables are
+// moved aside, schema.sql creates the new ones, and the old rows are copied in
+// as chain 0 (scripts/sql/audit-chains-*.sql; an interrupted run resumes).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { demoDataStatements } from './demo-data.ts'
@@ -12,7 +15,15 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const dataFile = join(tmp, 'demo-data.sql')
   writeFileSync(dataFile, demoDataStatements().join('\n') + '\n')
   const base = ['d1', 'execute', 'DB', '--local', ...persistArgs(env), '--yes']
+  const tables = await wrangler([...base, '--json', '--command', "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('audit_log', 'audit_log_unchained')"], { quiet: true })
+  const found = (JSON.parse(tables) as { results: { name: string; sql: string }[] }[])[0]?.results ?? []
+  const old = found.find((t) => t.name === 'audit_log' && !/\bchain\b/.test(t.sql))
+  if (old) await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-1-detach.sql')], { quiet: true })
   await wrangler([...base, '--file', join(ROOT, 'schema.sql')], { quiet: true })
+  if (old || found.some((t) => t.name === 'audit_log_unchained')) {
+    await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-3-copy.sql')], { quiet: true })
+    console.log('audit_log migrated to audit chains: existing rows are chain 0')
+  }
   await wrangler([...base, '--file', dataFile], { quiet: true })
   const out = await wrangler([...base, '--json', '--command', 'SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM products) AS products'], { quiet: true })
   const counts = (JSON.parse(out) as { results: Record<string, number>[] }[])[0]?.results[0]

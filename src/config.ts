@@ -56,6 +56,7 @@ const RawConfig = z
     UPSTASH_REDIS_REST_URL: optionalText.pipe(httpsUrl('UPSTASH_REDIS_REST_URL').optional()),
     UPSTASH_REDIS_REST_TOKEN: optionalText,
     RATE_LIMIT_FAIL_MODE: optionalText,
+    AUDIT_CHAINS: optionalText,
   })
   .loose()
 
@@ -81,10 +82,14 @@ export interface Config {
   limitStore: { kind: 'embedded' } | { kind: 'upstash'; url: string; token: string }
   /** RATE_LIMIT_FAIL_MODE: what an unreachable limit store means ('closed': 503). */
   rateLimitFailMode: 'closed' | 'open'
+  /** AUDIT_CHAINS: independent audit chains callers are spread over by `sub` (1..MAX_AUDIT_CHAINS). */
+  auditChains: number
 }
 
 export const DPOP_MODES = ['off', 'allowed', 'required'] as const
 export type DpopMode = (typeof DPOP_MODES)[number]
+
+export const MAX_AUDIT_CHAINS = 256
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
 
@@ -179,6 +184,10 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
 
   const dpop = (raw.AUTH_DPOP ?? 'allowed').toLowerCase()
   if (!(DPOP_MODES as readonly string[]).includes(dpop)) return fail('AUTH_DPOP', 'must be one of off, allowed, required')
+  const auditChains = positiveInt(raw.AUDIT_CHAINS, 1)
+  if (auditChains === undefined || auditChains < 1 || auditChains > MAX_AUDIT_CHAINS) {
+    return fail('AUDIT_CHAINS', `must be an integer from 1 to ${MAX_AUDIT_CHAINS}`)
+  }
 
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
@@ -210,6 +219,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       dpop: dpop as DpopMode,
       limitStore,
       rateLimitFailMode,
+      auditChains,
     },
   }
 }

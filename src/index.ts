@@ -61,4 +61,6 @@ app.onError((error, c) => {
 
 export { LimiterObject } from './limits/embedded.ts'
 export { DpopReplay } from './auth/dpop-replay.ts'
+export { AuditSequencer } from './audit/sequencer.ts'
+
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

@@ -1,9 +1,10 @@
 // The cron (wrangler.toml [triggers]): audit retention and the alert tail.
-// Rows older than AUDIT_RETENTION_DAYS are deleted oldest first, and the last
-// deleted row's seq and hash become the checkpoint the chain verifies from.
-// A chain that does not verify is never pruned: the evidence stays, and the
-// failure is logged and alerted.
-import { AuditChainError, pruneAudit } from './audit/store.ts'
+// In every chain, rows older than AUDIT_RETENTION_DAYS are deleted oldest
+// first, and the last deleted row's seq and hash become the checkpoint the
+// chain verifies from. A chain that does not verify is never pruned: the
+// evidence stays, the failure is logged and alerted, and the other chains
+// are still pruned.
+import { AuditChainError, listChains, pruneAudit } from './audit/store.ts'
 import { flushAlerts } from './audit/writer.ts'
 import { createLogger } from './log.ts'
 import { configFor } from './middleware/config.ts'
@@ -17,12 +18,20 @@ export async function scheduled(controller: ScheduledController, env: Env, ctx: 
   }
   const { config } = result
   const cutoff = new Date(controller.scheduledTime - config.auditRetentionDays * 86_400_000)
+  let chains: number[] = []
   try {
-    const pruned = await pruneAudit(env.DB, cutoff)
-    log('info', 'audit_pruned', { cutoff: cutoff.toISOString(), deleted: pruned.deleted, checkpoint: pruned.checkpoint })
+    chains = await listChains(env.DB)
   } catch (error) {
-    const broken = error instanceof AuditChainError
-    log('error', broken ? 'audit_chain_broken' : 'audit_prune_failed', { error: error instanceof Error ? error.message : String(error) })
+    log('error', 'audit_prune_failed', { error: error instanceof Error ? error.message : String(error) })
+  }
+  for (const chain of chains) {
+    try {
+      const pruned = await pruneAudit(env.DB, cutoff, { chain })
+      log('info', 'audit_pruned', { chain, cutoff: cutoff.toISOString(), deleted: pruned.deleted, checkpoint: pruned.checkpoint })
+    } catch (error) {
+      const broken = error instanceof AuditChainError
+      log('error', broken ? 'audit_chain_broken' : 'audit_prune_failed', { chain, error: error instanceof Error ? error.message : String(error) })
+    }
   }
   ctx.waitUntil(Promise.all(flushAlerts(config, log)))
 }

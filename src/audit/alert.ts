@@ -18,16 +18,27 @@
 //     receiver recomputes over the raw body, compares in constant time
 //     (Web Crypto HMAC verify) and rejects timestamps outside its tolerance,
 //     so a captured alert cannot be replayed later or altered.
+//   * Every alert carries an `id` (a random UUID, made once when the throttle
+//     emits it). The same id, in the body and in the `Idempotency-Key`
+//     header, goes with every delivery attempt of that alert, so a receiver
+//     dedupes retries on it.
 //   * deliverAlert never throws and never sends an unsigned alert: without a
 //     URL it logs the alert as one structured line; with a URL but no secret,
 //     or a URL that is not https (http only to localhost), it logs an error
-//     line carrying the alert and sends nothing; network failures and non-2xx
-//     answers are logged. `detail` is passed through redactText first.
+//     line carrying the alert and sends nothing. It POSTs with
+//     `redirect: 'manual'`: a 3xx answer is a failed delivery (logged with
+//     its status, never followed, so a signed alert is never resent to
+//     wherever a redirect points). Network failures, 429 and 5xx answers are
+//     retried (`attempts`, default 3, with backoff), each attempt freshly
+//     signed; other non-2xx answers are not; a final failure is logged.
+//     `detail` is passed through redactText first.
 
 import { toHex } from './chain.ts'
 import { redactText } from './redact.ts'
 
 export interface Alert {
+  /** Random UUID, the same on every delivery attempt: receivers dedupe on it. */
+  id: string
   kind: 'error' | 'timeout' | 'sql_write_incident' | (string & {})
   tool: string | null
   /** The request that triggered this alert (the latest failure). */
@@ -60,6 +71,8 @@ export interface AlertThrottleOptions {
   now?: () => number
   /** Keys remembered at most; the stalest are forgotten beyond it. Default 1000. */
   maxKeys?: number
+  /** Alert ids. Default crypto.randomUUID. */
+  newId?: () => string
 }
 
 interface KeyState {
@@ -76,15 +89,17 @@ export class AlertThrottle {
   readonly #windowMs: number
   readonly #now: () => number
   readonly #maxKeys: number
+  readonly #newId: () => string
   readonly #keys = new Map<string, KeyState>()
 
   constructor(opts: AlertThrottleOptions = {}) {
-    const { windowMs = 60_000, now = Date.now, maxKeys = 1000 } = opts
+    const { windowMs = 60_000, now = Date.now, maxKeys = 1000, newId = () => crypto.randomUUID() } = opts
     if (!(windowMs > 0)) throw new RangeError('AlertThrottle: "windowMs" must be positive')
     if (!(maxKeys > 0)) throw new RangeError('AlertThrottle: "maxKeys" must be positive')
     this.#windowMs = windowMs
     this.#now = now
     this.#maxKeys = maxKeys
+    this.#newId = newId
   }
 
   /** Records one failure; returns the alert to send now, or null when throttled. */
@@ -104,7 +119,7 @@ export class AlertThrottle {
     this.#keys.delete(id) // re-insert: Map order is then least recently alerted first
     this.#keys.set(id, { tool: key.tool, kind: key.kind, lastAlertAt: now, pending: 0, pendingFirstAt: 0, pendingLastAt: 0, last: event })
     this.#evict()
-    return makeAlert(key.tool, key.kind, event, count, firstAt, now)
+    return makeAlert(this.#newId(), key.tool, key.kind, event, count, firstAt, now)
   }
 
   /**
@@ -121,7 +136,7 @@ export class AlertThrottle {
         this.#keys.delete(id) // idle key: forget it
         continue
       }
-      out.push(makeAlert(state.tool, state.kind, state.last, state.pending, state.pendingFirstAt, state.pendingLastAt))
+      out.push(makeAlert(this.#newId(), state.tool, state.kind, state.last, state.pending, state.pendingFirstAt, state.pendingLastAt))
       this.#keys.delete(id)
       this.#keys.set(id, { ...state, lastAlertAt: now, pending: 0 })
     }
@@ -137,9 +152,9 @@ export class AlertThrottle {
   }
 }
 
-function makeAlert(tool: string | null, kind: string, event: AlertEvent, count: number, firstAt: number, lastAt: number): Alert {
+function makeAlert(id: string, tool: string | null, kind: string, event: AlertEvent, count: number, firstAt: number, lastAt: number): Alert {
   const alert: Alert = {
-    kind, tool, requestId: event.requestId, sub: event.sub, count,
+    id, kind, tool, requestId: event.requestId, sub: event.sub, count,
     firstAt: new Date(firstAt).toISOString(), lastAt: new Date(lastAt).toISOString(),
   }
   if (event.detail !== undefined) alert.detail = event.detail
@@ -228,8 +243,17 @@ export interface DeliverAlertOptions {
   log: (line: Record<string, unknown>) => void
   /** Clock in epoch milliseconds, for the signature timestamp. Default Date.now. */
   now?: () => number
-  /** Abort the POST after this long. Default 5000. */
+  /** Abort each POST after this long. Default 5000. */
   timeoutMs?: number
+  /** POSTs at most, for network failures, 429 and 5xx. Default 3. */
+  attempts?: number
+  /** Waits between attempts (500 ms, then 1 s, ...). Default setTimeout. */
+  sleep?: (ms: number) => Promise<void>
+}
+
+/** Answers worth another attempt: the receiver is overloaded or failing, not refusing. */
+function retryable(status: number): boolean {
+  return status === 429 || status >= 500
 }
 
 function allowedWebhook(url: string): boolean {
@@ -263,24 +287,54 @@ export async function deliverAlert(alert: Alert, opts: DeliverAlertOptions): Pro
       return
     }
     const body = JSON.stringify(safe)
-    const timestamp = Math.floor((opts.now ?? Date.now)() / 1000)
     const doFetch = opts.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init))
-    const response = await doFetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        [ALERT_SIGNATURE_HEADER]: await alertSignatureHeader(body, secret, timestamp),
-      },
-      body,
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
-    })
-    // Release the connection; the receiver's answer body is not used.
-    await response.body?.cancel().catch(() => undefined)
-    if (!response.ok) {
-      log({ level: 'error', msg: 'alert delivery failed', status: response.status, alert: safe })
-      return
+    const attempts = Math.max(1, Math.floor(opts.attempts ?? 3))
+    const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+    for (let attempt = 1; ; attempt++) {
+      let response: Response | undefined
+      let error: unknown
+      try {
+        const timestamp = Math.floor((opts.now ?? Date.now)() / 1000)
+        response = await doFetch(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': safe.id,
+            [ALERT_SIGNATURE_HEADER]: await alertSignatureHeader(body, secret, timestamp),
+          },
+          body,
+          // A redirect is a failed delivery: following it would resend a signed alert elsewhere.
+          redirect: 'manual',
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
+        })
+        // Release the connection; the receiver's answer body is not used.
+        await response.body?.cancel().catch(() => undefined)
+      } catch (caught) {
+        error = caught
+      }
+      if (response?.ok) {
+        log({ level: 'info', msg: 'alert delivered', id: safe.id, kind: safe.kind, tool: safe.tool, count: safe.count, status: response.status, attempt })
+        return
+      }
+      let failure: Record<string, unknown>
+      let again: boolean
+      if (response === undefined) {
+        failure = { msg: 'alert delivery failed', error: redactText(error instanceof Error ? `${error.name}: ${error.message}` : String(error)) }
+        again = true
+      } else if (response.status >= 300 && response.status < 400) {
+        failure = { msg: 'alert delivery failed: the receiver answered with a redirect, which is not followed', status: response.status }
+        again = false
+      } else {
+        failure = { msg: 'alert delivery failed', status: response.status }
+        again = retryable(response.status)
+      }
+      if (!again || attempt >= attempts) {
+        log({ level: 'error', ...failure, attempts: attempt, alert: safe })
+        return
+      }
+      log({ level: 'warn', ...failure, msg: 'alert delivery retry', id: safe.id, attempt })
+      await sleep(500 * 2 ** (attempt - 1))
     }
-    log({ level: 'info', msg: 'alert delivered', kind: safe.kind, tool: safe.tool, count: safe.count, status: response.status })
   } catch (error) {
     try {
       log({ level: 'error', msg: 'alert delivery failed', error: redactText(error instanceof Error ? `${error.name}: ${error.message}` : String(error)), alert: safe })

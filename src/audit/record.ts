@@ -1,19 +1,31 @@
 // Builds the audit record of one tools/call from what the pipeline knows:
 // who (principal, never the token), what (tool, redacted and capped
 // arguments), how it ended (outcome, HTTP status, error code, duration) and
-// what came back (size and SHA-256 of the tool's output, plus a redacted,
-// capped excerpt — none for tools whose output keys the caller picks, such as
-// execute_query). Redaction is driven by the tool's sensitive fields in the
-// policy; emails, phone numbers and tokens in free text are redacted too.
+// what came back (size of the tool's output and the SHA-256 of its REDACTED
+// form, plus a redacted, capped excerpt — none for tools whose output keys
+// the caller picks, such as execute_query). Redaction is driven by the tool's
+// sensitive fields in the policy; emails, phone numbers, card numbers and
+// tokens in free text are redacted too.
+//
+// Why the digest is of the redacted output (issue #13): a digest of the
+// unredacted output lets anyone holding the row brute-force a redacted value
+// (a phone number has ~10^10 candidates, and the rest of the output is in the
+// excerpt). The digest of the redacted output is the same whatever the
+// redacted values were, so it reveals nothing the excerpt does not; it needs
+// no secret, and whoever holds the output the client received can recompute
+// it: SHA-256 of JSON.stringify(redact(JSON.parse(output), sensitiveFields)).
+// `output_bytes` stays the size of what the client received.
 import type { Principal } from '../auth/principal.ts'
 import type { RpcMessage } from '../mcp/envelope.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
 import { sha256Hex } from './chain.ts'
-import { capJson, redact, redactText } from './redact.ts'
+import { capJson, capText, redact, redactCredentials, redactText } from './redact.ts'
 
 const INPUT_CAP_BYTES = 4096
 const EXCERPT_CAP_BYTES = 1024
+const TOOL_CAP_CHARS = 128
+const SUB_CAP_CHARS = 256
 const DEFAULT_SENSITIVE: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
 
 export interface CallFacts {
@@ -39,33 +51,45 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
   const settings = settingsFor(facts.rpc.toolName)
   const sensitive = settings ? new Set(settings.sensitiveFields) : DEFAULT_SENSITIVE
   const output = ending.outputJson
-  let excerpt: string | null = null
-  if (output !== undefined && (settings?.auditExcerpt ?? true)) {
-    let parsed: unknown = output
-    try {
-      parsed = JSON.parse(output)
-    } catch {
-      // keep the text; redact() scrubs it as a string
-    }
-    excerpt = capJson(redact(parsed, sensitive), EXCERPT_CAP_BYTES)
-  }
+  const redactedOutput = output === undefined ? undefined : redactedJson(output, sensitive)
+  const excerpt = redactedOutput !== undefined && (settings?.auditExcerpt ?? true) ? capText(redactedOutput, EXCERPT_CAP_BYTES) : null
   return {
     ts: new Date(facts.startedAt).toISOString(),
     request_id: facts.requestId,
-    sub: facts.principal.sub,
+    // The token's subject is the issuer's text: kept readable (it is the "who"),
+    // but capped and scrubbed of credentials.
+    sub: capChars(redactCredentials(facts.principal.sub), SUB_CAP_CHARS),
     token_id: facts.principal.tokenId,
     // Self-reported by the client: scrubbed like any free text.
-    client_name: facts.rpc.client ? redactText(facts.rpc.client.name) : null,
-    client_version: facts.rpc.client ? redactText(facts.rpc.client.version) : null,
+    client_name: facts.rpc.client ? capChars(redactText(facts.rpc.client.name), TOOL_CAP_CHARS) : null,
+    client_version: facts.rpc.client ? capChars(redactText(facts.rpc.client.version), TOOL_CAP_CHARS) : null,
     method: facts.rpc.method ?? 'tools/call',
-    tool: facts.rpc.toolName?.slice(0, 128) ?? null,
+    // The caller picks the tool name (an unknown tool is recorded too): scrubbed like free text.
+    tool: facts.rpc.toolName === undefined ? null : capChars(redactText(facts.rpc.toolName), TOOL_CAP_CHARS),
     outcome: ending.outcome,
     http_status: ending.httpStatus,
     duration_ms: Math.max(0, now - facts.startedAt),
     input_json: facts.rpc.toolArguments === undefined ? null : capJson(redact(facts.rpc.toolArguments, sensitive), INPUT_CAP_BYTES),
     output_bytes: output === undefined ? null : new TextEncoder().encode(output).byteLength,
-    output_sha256: output === undefined ? null : await sha256Hex(output),
+    output_sha256: redactedOutput === undefined ? null : await sha256Hex(redactedOutput),
     output_excerpt: excerpt,
     error_code: ending.errorCode ?? null,
   }
+}
+
+/** JSON text of the redacted output (a text that is not JSON is redacted as a string). */
+export function redactedJson(output: string, sensitive: ReadonlySet<string>): string {
+  let parsed: unknown = output
+  try {
+    parsed = JSON.parse(output)
+  } catch {
+    // keep the text; redact() scrubs it as a string
+  }
+  return JSON.stringify(redact(parsed, sensitive)) ?? 'null'
+}
+
+/** At most `max` characters (code points), never half a surrogate pair. */
+function capChars(text: string, max: number): string {
+  if (text.length <= max) return text
+  return Array.from(text).slice(0, max).join('')
 }

@@ -6,18 +6,30 @@
 //       - the value under any sensitive key is replaced by "[redacted]", at
 //         any depth, inside objects and arrays alike. Keys match
 //         case-insensitively and ignoring "_", "-" and spaces, so "apiKey",
-//         "API_KEY" and "api-key" are one key. Credential-like keys
-//         (`CREDENTIAL_KEYS`: authorization, password, token, secret, …) are
-//         always sensitive, whatever the caller passes;
+//         "API_KEY" and "api-key" are one key; a key is also sensitive when
+//         one of its words is (camelCase, snake_case, kebab-case and dots
+//         split words: "phoneNumber", "EMAIL_ADDRESS", "home-address"), and
+//         the policy's "phone", "email" and "address" bring their synonyms
+//         (`KEY_SYNONYMS`: mobile, tel, fax, cell, mail, street, …).
+//         Credential-like keys (`CREDENTIAL_KEYS`: authorization, password,
+//         token, secret, …) are always sensitive, whatever the caller passes;
 //       - every string (values and object keys) goes through `redactText`.
 //     Cycles become "[circular]", nesting deeper than 64 levels "[too deep]";
 //     functions and symbols are dropped, bigints become decimal strings.
-//   * `redactText` replaces, in free text, bearer/basic credentials, JWTs and
-//     well-known API-key formats by "[redacted-token]", e-mail addresses by
-//     "[redacted-email]" and phone-number-like sequences by "[redacted-phone]".
-//     It is pattern-based: it errs towards over-redaction (a long bare digit
-//     run is treated as a phone number) and cannot know every secret format,
-//     which is why sensitive fields are redacted by key first.
+//   * `redactText` replaces, in free text, bearer/basic credentials, JWTs,
+//     well-known API-key formats and `password=`/`secret=`/`pwd=`/`token=`…
+//     values by "[redacted-token]", e-mail addresses by "[redacted-email]",
+//     card numbers (13-19 digits, Luhn-valid, optionally grouped by spaces or
+//     dashes) by "[redacted-card]" and phone-number-like sequences by
+//     "[redacted-phone]". Full-width digits and signs (０-９, ＠, ＋, －, ．, …),
+//     the en dash, U+2011 and other dashes are read as their ASCII forms, and
+//     "/" separates digit groups like "-" does; `tel:`/`phone:`/`fax:` labels
+//     in any case may touch the number. It is pattern-based: it errs towards
+//     over-redaction (a bare run of 10 or more digits is treated as a phone
+//     number) and cannot know every secret format, which is why sensitive
+//     fields are redacted by key first.
+//   * `redactCredentials` applies only the credential patterns (for fields
+//     such as the token's `sub`, which must stay readable as an identity).
 //   * `capJson` returns JSON of at most `maxBytes` UTF-8 bytes; a longer text
 //     is cut on a character boundary and ends with "…[truncated N bytes]"
 //     (N = bytes dropped), so truncation is always visible. A truncated
@@ -27,6 +39,7 @@ export const REDACTED = '[redacted]'
 export const REDACTED_EMAIL = '[redacted-email]'
 export const REDACTED_PHONE = '[redacted-phone]'
 export const REDACTED_TOKEN = '[redacted-token]'
+export const REDACTED_CARD = '[redacted-card]'
 
 /** Keys whose values are credentials: always redacted, in addition to the policy's keys. */
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set([
@@ -35,10 +48,27 @@ export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set([
   'private_key', 'x-api-key',
 ])
 
+/** Words that mean the same personal datum as a policy key: a key holding one is redacted with it. */
+export const KEY_SYNONYMS: Readonly<Record<string, readonly string[]>> = {
+  phone: ['phone', 'telephone', 'tel', 'mobile', 'cell', 'cellphone', 'fax', 'msisdn'],
+  email: ['email', 'mail'],
+  address: ['address', 'addr', 'street', 'postcode', 'zip'],
+}
+
 const MAX_DEPTH = 64
 
 function normalizeKey(key: string): string {
-  return key.toLowerCase().replace(/[\s_-]/g, '')
+  return key.toLowerCase().replace(/[\s_.-]/g, '')
+}
+
+/** The words of a key: split at camelCase humps, digits, "_", "-", "." and spaces; lower case. */
+function keyWords(key: string): string[] {
+  return key
+    .replace(/([\p{Ll}\p{N}])(\p{Lu})/gu, '$1 $2')
+    .replace(/(\p{Lu}+)(\p{Lu}\p{Ll})/gu, '$1 $2')
+    .toLowerCase()
+    .split(/[\s_.-]+/)
+    .filter((w) => w !== '')
 }
 
 const CREDENTIAL_NORMALIZED = new Set([...CREDENTIAL_KEYS].map(normalizeKey))
@@ -47,10 +77,27 @@ const normalizedCache = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>()
 function normalizedKeys(keys: ReadonlySet<string>): ReadonlySet<string> {
   let set = normalizedCache.get(keys)
   if (!set) {
-    set = new Set([...CREDENTIAL_NORMALIZED, ...[...keys].map(normalizeKey)])
+    const all = new Set(CREDENTIAL_NORMALIZED)
+    for (const key of keys) {
+      const normalized = normalizeKey(key)
+      all.add(normalized)
+      for (const synonym of KEY_SYNONYMS[normalized] ?? []) all.add(synonym)
+    }
+    set = all
     normalizedCache.set(keys, set)
   }
   return set
+}
+
+/** A key is sensitive when it, or one of its words, or two adjacent words together ("api key"), is. */
+function isSensitiveKey(key: string, keys: ReadonlySet<string>): boolean {
+  if (keys.has(normalizeKey(key))) return true
+  const words = keyWords(key)
+  for (let i = 0; i < words.length; i++) {
+    if (keys.has(words[i]!)) return true
+    if (i + 1 < words.length && keys.has(words[i]! + words[i + 1]!)) return true
+  }
+  return false
 }
 
 /** Deep copy of `value` with sensitive keys and personal data redacted (see module header). */
@@ -74,7 +121,7 @@ export function redact(value: unknown, sensitiveKeys: ReadonlySet<string>): unkn
         if (child === undefined || typeof child === 'function' || typeof child === 'symbol') continue
         let outKey = redactText(key)
         for (let n = 2; Object.hasOwn(out, outKey); n += 1) outKey = `${redactText(key)} #${n}`
-        out[outKey] = keys.has(normalizeKey(key)) ? REDACTED : walk(child, depth + 1)
+        out[outKey] = isSensitiveKey(key, keys) ? REDACTED : walk(child, depth + 1)
       }
       return out
     } finally {
@@ -95,7 +142,7 @@ const BEARER = /\bBearer\s+[A-Za-z0-9\-._~+/]{8,}=*/gi
 const BASIC = /\bBasic\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{12,}={0,2}/g
 const JWT = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,3}/g
 const API_KEY = /(?<![A-Za-z0-9_-])(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}(?![A-Za-z0-9]))/g
-const CREDENTIAL_PARAM = /\b((?:access_token|refresh_token|id_token|client_secret|api_key|apikey|password|passwd|token)["']?\s{0,3}[=:]\s{0,3})(["']?)[^\s"'&,;]{4,}\2/gi
+const CREDENTIAL_PARAM = /\b((?:access_token|refresh_token|id_token|client_secret|api_key|apikey|api_secret|password|passwd|passphrase|pwd|secret|token)["']?\s{0,3}[=:]\s{0,3})(["']?)[^\s"'&,;]{4,}\2/gi
 // E-mail: local@domain.tld (letters of any script).
 const EMAIL = /(?<![\p{L}\p{N}._%+-])[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]{1,63}(?:\.[\p{L}\p{N}-]{1,63}){0,8}\.\p{L}{2,63}/gu
 // Phone-like: digit groups (optionally "+" and a parenthesised area code)
@@ -103,18 +150,24 @@ const EMAIL = /(?<![\p{L}\p{N}._%+-])[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]{1,63}(?:\.
 // UUID, time or number. Which matches count as phones: phoneReplacement.
 const PHONE = new RegExp(
   String.raw`(?:(?<![\p{L}\p{N}_+])\+\s?(?:\(\d{1,4}\)\s?)?\d{1,15}` + // "+…" (may follow "phone:")
-  String.raw`|(?<![\p{L}\p{N}_.+\-/@#]|(?<!tel):)(?:\(\d{1,4}\)\s?)?\d{1,15})` + // digits, not after "12:" or "v1."
-  String.raw`(?:[\s.-]\(?\d{1,15}\)?){0,7}(?![\p{L}\p{N}_@]|[.:-]\d)`,
-  'gu',
+  String.raw`|(?<![\p{L}\p{N}_.+\-/@#]|(?<!tel|phone|fax|mobile|cell):)(?:\(\d{1,4}\)\s?)?\d{1,15})` + // digits, not after "12:" or "v1."; "Tel:", "phone:" … in any case
+  String.raw`(?:[\s./-]\(?\d{1,15}\)?){0,7}(?![\p{L}\p{N}_@]|[.:/-]\d)`,
+  'giu',
 )
+// A card number: 13-19 digits, single spaces or dashes between them, not part
+// of a longer number; redacted only when the Luhn check passes (cardReplacement).
+const CARD = String.raw`(?<![\p{L}\p{N}_.+\-/@#])\d(?:[ -]?\d){12,18}(?![\p{L}\p{N}_@]|[.:/ -]\d)`
+// A bare digit run longer than a phone number's 15 digits (and not a card) is redacted as one too.
+const LONG_DIGITS = /(?<![\p{L}\p{N}_])\d{16,}(?![\p{L}\p{N}_])/gu
 // A UUID (request ids, jti) is tried first at each position, so its leading
 // digit groups ("63799822-9136-4236-…") are never taken for a phone number.
 const UUID = String.raw`(?<![\p{L}\p{N}])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\p{L}\p{N}])`
-const UUID_OR_PHONE = new RegExp(`${UUID}|${PHONE.source}`, 'gu')
+const UUID_OR_PHONE = new RegExp(`${UUID}|${PHONE.source}`, 'giu')
+const UUID_OR_CARD = new RegExp(`${UUID}|${CARD}`, 'gu')
 const IS_UUID = new RegExp(`^${UUID}$`, 'u')
 const NOT_A_PHONE = [
-  /^\d{4}[-.]\d{1,2}[-.]\d{1,2}$/, // 2026-01-15, 2026.01.15
-  /^\d{1,2}[-.]\d{1,2}[-.]\d{2,4}$/, // 15.01.2026, 15-01-26
+  /^\d{4}[-./]\d{1,2}[-./]\d{1,2}$/, // 2026-01-15, 2026.01.15, 2026/01/15
+  /^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$/, // 15.01.2026, 15-01-26, 01/15/2026
   /^\d{1,3}(?:\.\d{1,3}){3}$/, // IPv4 address
   /^\d+\.\d+$/, // decimal number, e.g. a price
 ]
@@ -128,23 +181,82 @@ const NOT_A_PHONE = [
 function phoneReplacement(match: string): string {
   if (IS_UUID.test(match)) return match
   const trimmed = match.trim()
-  if (NOT_A_PHONE.some((re) => re.test(trimmed))) return match
+  // a date, IP or decimal (also in parentheses, or several in a row: "2024-10-07 2026-07-28)") is not a phone
+  const pieces = trimmed.replace(/[()]/g, '').split(/\s+/)
+  if (pieces.every((piece) => NOT_A_PHONE.some((re) => re.test(piece)))) return match
   const digits = trimmed.replace(/\D/g, '').length
   const separated = /[\s().-]/.test(trimmed)
   if (trimmed.startsWith('+') ? digits >= 7 : separated ? digits >= 7 : digits >= 10) return REDACTED_PHONE
   return match
 }
 
-/** Redacts credentials, e-mail addresses and phone numbers in free text (see module header). */
-export function redactText(text: string): string {
+/** Luhn check of the digits of `match`, 13 to 19 of them. */
+function cardReplacement(match: string): string {
+  if (IS_UUID.test(match)) return match
+  const digits = match.replace(/\D/g, '')
+  if (digits.length < 13 || digits.length > 19) return match
+  let sum = 0
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48
+    if (i % 2 === 1) {
+      d *= 2
+      if (d > 9) d -= 9
+    }
+    sum += d
+  }
+  return sum % 10 === 0 ? REDACTED_CARD : match
+}
+
+/**
+ * Characters read as their ASCII form by the e-mail, card and phone patterns:
+ * full-width digits, signs and space, and the Unicode dashes. Each maps one
+ * UTF-16 unit to one, so offsets in the folded text are offsets in the text.
+ */
+const FOLD: Readonly<Record<string, string>> = {
+  '\uff20': '@', '\uff0b': '+', '\uff0d': '-', '\uff0e': '.', '\uff0f': '/', '\uff08': '(', '\uff09': ')', '\uff1a': ':',
+  '\u3000': ' ', '\u2010': '-', '\u2011': '-', '\u2012': '-', '\u2013': '-', '\u2014': '-', '\u2212': '-', '\ufe63': '-',
+}
+const FOLDABLE = /[\uff10-\uff19\uff20\uff0b\uff0d\uff0e\uff0f\uff08\uff09\uff1a\u3000\u2010-\u2014\u2212\ufe63]/g
+
+function fold(text: string): string {
+  return text.replace(FOLDABLE, (c) => FOLD[c] ?? String.fromCharCode(c.charCodeAt(0) - 0xff10 + 0x30))
+}
+
+/**
+ * `text.replace(pattern, replace)` with the pattern matched against the folded
+ * text; what is not replaced keeps its original characters.
+ */
+function replaceFolded(text: string, pattern: RegExp, replace: (match: string) => string): string {
+  const folded = fold(text)
+  if (folded === text) return text.replace(pattern, replace)
+  let out = ''
+  let last = 0
+  for (const m of folded.matchAll(pattern)) {
+    const replacement = replace(m[0])
+    if (replacement === m[0]) continue
+    out += text.slice(last, m.index) + replacement
+    last = m.index + m[0].length
+  }
+  return out + text.slice(last)
+}
+
+/** Redacts bearer/basic credentials, JWTs, API keys and `password=`-style values (see module header). */
+export function redactCredentials(text: string): string {
   return text
     .replace(BEARER, REDACTED_TOKEN)
     .replace(BASIC, REDACTED_TOKEN)
     .replace(JWT, REDACTED_TOKEN)
     .replace(API_KEY, REDACTED_TOKEN)
     .replace(CREDENTIAL_PARAM, (_m, prefix: string, quote: string) => `${prefix}${quote}${REDACTED_TOKEN}${quote}`)
-    .replace(EMAIL, REDACTED_EMAIL)
-    .replace(UUID_OR_PHONE, phoneReplacement)
+}
+
+/** Redacts credentials, e-mail addresses, card numbers and phone numbers in free text (see module header). */
+export function redactText(text: string): string {
+  let out = redactCredentials(text)
+  out = replaceFolded(out, EMAIL, () => REDACTED_EMAIL)
+  out = replaceFolded(out, UUID_OR_CARD, cardReplacement)
+  out = replaceFolded(out, UUID_OR_PHONE, phoneReplacement)
+  return replaceFolded(out, LONG_DIGITS, () => REDACTED_PHONE)
 }
 
 const encoder = new TextEncoder()
@@ -179,8 +291,12 @@ function safeStringify(value: unknown): string {
  * (cycles) as "\"[unserializable]\"". Does not redact: redact first.
  */
 export function capJson(value: unknown, maxBytes: number): string {
+  return capText(safeStringify(value), maxBytes)
+}
+
+/** `text` in at most `maxBytes` UTF-8 bytes, cut as capJson cuts JSON. */
+export function capText(json: string, maxBytes: number): string {
   const limit = Math.max(0, Math.floor(maxBytes))
-  const json = safeStringify(value)
   const bytes = encoder.encode(json)
   if (bytes.length <= limit) return json
   const worst = encoder.encode(marker(bytes.length)).length

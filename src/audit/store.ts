@@ -1,12 +1,12 @@
 // The audit log in D1: appending, committing a mutation together with its
-// audit row, retention pruning, and reading the chain back.
+// audit row, retention pruning, and reading the chains back. Every function
+// works on one chain (`chain`, default 0: the audit_log.chain column);
+// `listChains` names them all.
 //
 // What it guarantees:
-//   * The chain never forks. A writer reads the head, seals its row as
-//     head.seq + 1 and INSERTs it; `seq` is UNIQUE, so when two writers race
-//     exactly one wins and the others get a UNIQUE-constraint error on
-//     audit_log.seq, re-read the head and try again (jittered backoff). Any
-//     other error is thrown at once.
+//   * A chain never forks: each chain has ONE writer, its AuditSequencer
+//     Durable Object (sequencer.ts), which seals rows in arrival order and
+//     uses the helpers below. (chain, seq) is UNIQUE as a last line of defence.
 //   * `commitWithAudit` runs the business statements and the audit INSERT in
 //     ONE `db.batch()`, which D1 runs as one transaction: either the change
 //     and its audit row are both stored, or neither is. A mutation whose
@@ -19,7 +19,6 @@
 //   * `readChain` yields every row in ascending seq, whatever its content
 //     (malformed values are handed to the verifier, not skipped).
 //
-// Cost: an append is two D1 round trips (head read + insert) per attempt.
 // Reads go through a 'first-primary' session when the binding supports
 // sessions, so read replicas cannot serve a stale head.
 
@@ -30,15 +29,6 @@ import {
 
 /** What these functions need of a D1 binding: a D1Database or a D1DatabaseSession. */
 export type AuditDb = Pick<D1Database, 'prepare' | 'batch'>
-
-/** appendAudit / commitWithAudit gave up after `maxAttempts` lost races on seq. */
-export class AuditContentionError extends Error {
-  readonly code = 'audit_contention'
-  constructor(readonly attempts: number) {
-    super(`audit log: gave up after ${attempts} attempts lost the race for the next seq`)
-    this.name = 'AuditContentionError'
-  }
-}
 
 /** pruneAudit found the rows it was about to delete do not verify. */
 export class AuditChainError extends Error {
@@ -54,9 +44,9 @@ function primary(db: AuditDb): AuditDb {
   return typeof maybe.withSession === 'function' ? maybe.withSession('first-primary') : db
 }
 
-const HEAD_SQL = `SELECT seq, hash FROM (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1)
+const HEAD_SQL = `SELECT seq, hash FROM (SELECT seq, hash FROM audit_log WHERE chain = ?1 ORDER BY seq DESC LIMIT 1)
 UNION ALL
-SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1
+SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ?1
 ORDER BY 1 DESC LIMIT 1`
 
 /**
@@ -64,8 +54,8 @@ ORDER BY 1 DESC LIMIT 1`
  * table is empty after pruning, the checkpoint; otherwise the genesis
  * {0, GENESIS_HASH}. One query.
  */
-export async function chainHead(db: AuditDb): Promise<ChainHead> {
-  const head = await db.prepare(HEAD_SQL).first<{ seq: unknown; hash: unknown }>()
+export async function chainHead(db: AuditDb, chain = 0): Promise<ChainHead> {
+  const head = await db.prepare(HEAD_SQL).bind(chain).first<{ seq: unknown; hash: unknown }>()
   if (!head) return { ...GENESIS }
   if (typeof head.seq !== 'number' || typeof head.hash !== 'string') {
     throw new TypeError('audit log: the newest row (or checkpoint) has a malformed seq or hash; run audit:verify')
@@ -74,8 +64,8 @@ export async function chainHead(db: AuditDb): Promise<ChainHead> {
 }
 
 /** The pruning checkpoint, or null when nothing was ever pruned. */
-export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
-  const row = await db.prepare('SELECT last_seq, last_hash FROM audit_checkpoint WHERE id = 1')
+export async function readCheckpoint(db: AuditDb, chain = 0): Promise<ChainHead | null> {
+  const row = await db.prepare('SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ?1').bind(chain)
     .first<{ last_seq: unknown; last_hash: unknown }>()
   if (!row) return null
   return {
@@ -85,21 +75,31 @@ export async function readCheckpoint(db: AuditDb): Promise<ChainHead | null> {
 }
 
 const PLACEHOLDERS = AUDIT_COLUMNS.map((_, i) => `?${i + 1}`)
-const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${PLACEHOLDERS.join(', ')})`
+const CHAIN_PARAM = `?${AUDIT_COLUMNS.length + 1}`
+const INSERT_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}, chain) VALUES (${PLACEHOLDERS.join(', ')}, ${CHAIN_PARAM})`
+const IDEMPOTENT_INSERT_SQL = `${INSERT_SQL} ON CONFLICT DO NOTHING`
 // Same row, but `ts` becomes NULL (violating NOT NULL, so the batch rolls
 // back) unless the statement just before it changed at least one row.
-const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) SELECT ${
+const INSERT_IF_CHANGED_SQL = `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}, chain) SELECT ${
   PLACEHOLDERS.map((p, i) => (AUDIT_COLUMNS[i] === 'ts' ? `CASE WHEN changes() > 0 THEN ${p} END` : p)).join(', ')
-}`
+}, ${CHAIN_PARAM}`
 const NO_CHANGE_MESSAGE = 'NOT NULL constraint failed: audit_log.ts'
 
-function bindRow(statement: D1PreparedStatement, row: AuditRow): D1PreparedStatement {
-  return statement.bind(...AUDIT_COLUMNS.map((column) => row[column] ?? null))
+function bindRow(statement: D1PreparedStatement, row: AuditRow, chain: number): D1PreparedStatement {
+  return statement.bind(...AUDIT_COLUMNS.map((column) => row[column] ?? null), chain)
 }
 
-/** The INSERT of one sealed row: every column bound as ?1..?19 in schema order. */
-export function insertStatement(db: AuditDb, row: AuditRow): D1PreparedStatement {
-  return bindRow(db.prepare(INSERT_SQL), row)
+/** The INSERT of one sealed row: every column bound as ?1..?19 in schema order, the chain as ?20. */
+export function insertStatement(db: AuditDb, row: AuditRow, chain = 0): D1PreparedStatement {
+  return bindRow(db.prepare(INSERT_SQL), row, chain)
+}
+
+/**
+ * The same INSERT, a no-op (meta.changes = 0) when the chain already has a
+ * row at this seq: the sequencer's drain can be retried without duplicating.
+ */
+export function idempotentInsertStatement(db: AuditDb, row: AuditRow, chain: number): D1PreparedStatement {
+  return bindRow(db.prepare(IDEMPOTENT_INSERT_SQL), row, chain)
 }
 
 function messages(error: unknown): string {
@@ -111,151 +111,85 @@ function messages(error: unknown): string {
   return parts.join(' | ')
 }
 
-/** True when `error` is the UNIQUE violation of audit_log.seq: another writer took this seq. */
-export function isSeqConflict(error: unknown): boolean {
-  return messages(error).includes('UNIQUE constraint failed: audit_log.seq')
-}
-
-export interface RetryOptions {
-  /** Attempts before giving up with AuditContentionError. Default 20. */
-  maxAttempts?: number
-  /** Called before each retry; `attempt` is the attempt that just lost (1-based). */
-  onRetry?: (attempt: number) => void
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/**
- * Full jitter scaled to what one attempt costs (the D1 round trips just
- * measured): uniform in [0, min(1000, cost * 2^(attempt-1))] ms, the
- * exponent capped at 5. Locally an attempt takes ~1 ms, against a remote
- * primary tens of ms; the more often a writer loses, the wider the window
- * the contenders spread over.
- */
-function backoff(attempt: number, attemptMs: number): Promise<void> {
-  const cost = Math.max(1, attemptMs)
-  return sleep(Math.random() * Math.min(1000, cost * 2 ** Math.min(attempt - 1, 5)))
-}
-
-function attemptsOf(opts: RetryOptions | undefined): number {
-  const max = opts?.maxAttempts ?? 20
-  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('audit log: "maxAttempts" must be a positive integer')
-  return max
+/** True when a requireChange batch was rolled back because its last business statement changed nothing. */
+export function isNoChange(error: unknown): boolean {
+  return messages(error).includes(NO_CHANGE_MESSAGE)
 }
 
 /**
- * Appends one record: read head, seal, INSERT; on a lost race for the seq,
- * retry from a fresh head. Returns the stored row. Throws
- * AuditContentionError after `maxAttempts`, a TypeError for an invalid
- * record (see normalizeRecord), and any other D1 error as is.
- * In the Worker, hand it to ctx.waitUntil for reads and refusals (with a
- * .catch that logs), await it where a failed write must fail the request.
+ * The audit INSERT of a sealed row for a mutation batch: with `requireChange`
+ * it fails (NOT NULL on ts, so D1 rolls the whole batch back) unless the
+ * statement just before it changed at least one row.
  */
-export async function appendAudit(db: AuditDb, record: AuditRecord, opts?: RetryOptions): Promise<AuditRow> {
-  const maxAttempts = attemptsOf(opts)
+export function auditStatement(db: AuditDb, row: AuditRow, requireChange: boolean, chain = 0): D1PreparedStatement {
+  return requireChange ? bindRow(db.prepare(INSERT_IF_CHANGED_SQL), row, chain) : insertStatement(db, row, chain)
+}
+
+/**
+ * Appends one record: read head, seal, INSERT — one attempt, no retry. Only
+ * safe with a single writer per chain (the AuditSequencer, or an offline
+ * script): a concurrent writer makes it fail on the UNIQUE seq.
+ */
+export async function appendAudit(db: AuditDb, record: AuditRecord, chain = 0): Promise<AuditRow> {
   const conn = primary(db)
-  for (let attempt = 1; ; attempt += 1) {
-    const started = Date.now()
-    const row = await sealRow(record, await chainHead(conn))
-    try {
-      await insertStatement(conn, row).run()
-      return row
-    } catch (error) {
-      if (!isSeqConflict(error)) throw error
-      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
-      opts?.onRetry?.(attempt)
-      await backoff(attempt, Date.now() - started)
-    }
-  }
+  const row = await sealRow(record, await chainHead(conn, chain))
+  await insertStatement(conn, row, chain).run()
+  return row
 }
-
-export interface CommitOptions extends RetryOptions {
-  /**
-   * Apply the batch only if the LAST business statement changed at least one
-   * row (meta.changes > 0), e.g. `UPDATE orders SET status = ?2 WHERE id = ?1
-   * AND status = ?3` that must not silently match nothing. When it changed
-   * nothing, the audit INSERT fails on purpose, the whole batch is rolled
-   * back, and the result is `{ applied: false, reason: 'no_change' }`; the
-   * caller then reports the failure and audits it (appendAudit). Default false.
-   */
-  requireChange?: boolean
-}
-
-/** `record` may be computed per attempt, e.g. to measure duration at commit time. */
-export type RecordSource = AuditRecord | ((info: { attempt: number; head: ChainHead }) => AuditRecord)
 
 export type CommitResult =
-  | {
-    applied: true
-    /** The audit row stored with the change. */
-    row: AuditRow
-    /** One D1Result per business statement, in order: inspect meta.changes. */
-    results: D1Result[]
-    attempts: number
-  }
-  | { applied: false; reason: 'no_change'; attempts: number }
+  | { applied: true; row: AuditRow; results: D1Result[] }
+  | { applied: false; reason: 'no_change' }
 
 /**
  * Runs `statements` and the audit INSERT of `record` as one D1 batch (one
- * transaction): both are stored or neither is. On a lost race for the seq
- * the whole batch (which was rolled back) is retried from a fresh head, so
- * the statements must be safe to run again — they are, because nothing of
- * the failed attempt was kept. Any other failure (a business statement's
- * constraint, the audit INSERT failing, D1 unavailable) is thrown and
- * nothing is applied.
- *
- * Without `requireChange`, a statement that matched no row does not stop
- * the commit: check `results[i].meta.changes`, and remember that the audit
- * row was written as given. Use `requireChange` (with the conditional
- * statement last) when "matched nothing" must mean "not done".
+ * transaction): both are stored or neither is. Single writer only (see
+ * appendAudit); in the Worker the AuditSequencer's commit does this.
  */
 export async function commitWithAudit(
   db: AuditDb,
   statements: D1PreparedStatement[],
-  record: RecordSource,
-  opts?: CommitOptions,
+  record: AuditRecord,
+  opts?: { requireChange?: boolean; chain?: number },
 ): Promise<CommitResult> {
-  const maxAttempts = attemptsOf(opts)
   if (opts?.requireChange && statements.length === 0) {
     throw new TypeError('commitWithAudit: "requireChange" needs at least one statement')
   }
   const conn = primary(db)
-  for (let attempt = 1; ; attempt += 1) {
-    const started = Date.now()
-    const head = await chainHead(conn)
-    const row = await sealRow(typeof record === 'function' ? record({ attempt, head }) : record, head)
-    const audit = opts?.requireChange ? bindRow(conn.prepare(INSERT_IF_CHANGED_SQL), row) : insertStatement(conn, row)
-    try {
-      const results = await conn.batch([...statements, audit])
-      return { applied: true, row, results: results.slice(0, statements.length), attempts: attempt }
-    } catch (error) {
-      if (opts?.requireChange && messages(error).includes(NO_CHANGE_MESSAGE)) {
-        return { applied: false, reason: 'no_change', attempts: attempt }
-      }
-      if (!isSeqConflict(error)) throw error
-      if (attempt >= maxAttempts) throw new AuditContentionError(attempt)
-      opts?.onRetry?.(attempt)
-      await backoff(attempt, Date.now() - started)
-    }
+  const chain = opts?.chain ?? 0
+  const row = await sealRow(record, await chainHead(conn, chain))
+  try {
+    const results = await conn.batch([...statements, auditStatement(conn, row, opts?.requireChange ?? false, chain)])
+    return { applied: true, row, results: results.slice(0, statements.length) }
+  } catch (error) {
+    if (opts?.requireChange && isNoChange(error)) return { applied: false, reason: 'no_change' }
+    throw error
   }
 }
 
-const SELECT_ROWS = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2`
-const SELECT_ROWS_UPTO = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2`
+const SELECT_ROWS = `SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE chain = ?4 AND seq > ?1 AND (?3 IS NULL OR seq <= ?3) ORDER BY seq LIMIT ?2`
+
+export interface ChainReadOptions {
+  /** Which chain (audit_log.chain). Default 0. */
+  chain?: number
+  /** Rows per query. Default 500. */
+  pageSize?: number
+  /** Stop after this seq. */
+  upToSeq?: number
+}
 
 /**
- * Every row of audit_log in ascending seq, `pageSize` rows per query (keyset
+ * Every row of one chain in ascending seq, `pageSize` rows per query (keyset
  * paging on seq, so rows appended meanwhile are picked up at the end).
  */
-export async function* readChain(db: AuditDb, pageSize = 500, upToSeq?: number): AsyncIterable<AuditRow> {
+export async function* readChain(db: AuditDb, opts: ChainReadOptions = {}): AsyncIterable<AuditRow> {
+  const { chain = 0, pageSize = 500, upToSeq } = opts
   if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError('readChain: "pageSize" must be a positive integer')
   // The raw seq of the last row read is the cursor, so even a row whose seq
   // was tampered into text is read (SQLite orders text after every integer).
   let cursor: unknown = Number.MIN_SAFE_INTEGER
   for (;;) {
-    const statement = upToSeq === undefined
-      ? db.prepare(SELECT_ROWS).bind(cursor, pageSize)
-      : db.prepare(SELECT_ROWS_UPTO).bind(cursor, pageSize, upToSeq)
+    const statement = db.prepare(SELECT_ROWS).bind(cursor, pageSize, upToSeq ?? null, chain)
     const { results } = await statement.all<Record<string, unknown>>()
     for (const raw of results) yield toAuditRow(raw)
     if (results.length < pageSize) return
@@ -263,10 +197,17 @@ export async function* readChain(db: AuditDb, pageSize = 500, upToSeq?: number):
   }
 }
 
-/** Verifies the whole stored chain from the checkpoint (or the genesis). */
-export async function verifyStoredChain(db: AuditDb, pageSize = 500): Promise<VerifyResult> {
-  const start = (await readCheckpoint(db)) ?? { ...GENESIS }
-  return verifyChain(readChain(db, pageSize), start)
+/** Verifies one whole stored chain from its checkpoint (or the genesis). */
+export async function verifyStoredChain(db: AuditDb, opts: Omit<ChainReadOptions, 'upToSeq'> = {}): Promise<VerifyResult> {
+  const start = (await readCheckpoint(db, opts.chain ?? 0)) ?? { ...GENESIS }
+  return verifyChain(readChain(db, opts), start)
+}
+
+/** Every chain that has rows or a checkpoint, ascending. */
+export async function listChains(db: AuditDb): Promise<number[]> {
+  const { results } = await db.prepare('SELECT chain FROM audit_log GROUP BY chain UNION SELECT chain FROM audit_checkpoint ORDER BY 1')
+    .all<{ chain: unknown }>()
+  return results.map((r) => (typeof r.chain === 'number' ? r.chain : Number.NaN))
 }
 
 export interface PruneOptions {
@@ -276,19 +217,21 @@ export interface PruneOptions {
   chunkSize?: number
   /** Clock for `pruned_at`. Default () => new Date(). */
   now?: () => Date
+  /** Which chain. Default 0. */
+  chain?: number
 }
 
 const PRUNE_RANGE_SQL = `SELECT
-  (SELECT seq FROM audit_log WHERE ts >= ?1 ORDER BY seq LIMIT 1) AS keep_from,
-  (SELECT max(seq) FROM audit_log) AS max_seq,
-  (SELECT min(seq) FROM audit_log) AS min_seq`
-const CHECKPOINT_SQL = `INSERT INTO audit_checkpoint (id, last_seq, last_hash, pruned_at)
-SELECT 1, seq, hash, ?2 FROM audit_log WHERE seq = ?1
-ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, pruned_at = excluded.pruned_at
+  (SELECT seq FROM audit_log WHERE chain = ?2 AND ts >= ?1 ORDER BY seq LIMIT 1) AS keep_from,
+  (SELECT max(seq) FROM audit_log WHERE chain = ?2) AS max_seq,
+  (SELECT min(seq) FROM audit_log WHERE chain = ?2) AS min_seq`
+const CHECKPOINT_SQL = `INSERT INTO audit_checkpoint (chain, last_seq, last_hash, pruned_at)
+SELECT ?3, seq, hash, ?2 FROM audit_log WHERE chain = ?3 AND seq = ?1
+ON CONFLICT (chain) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, pruned_at = excluded.pruned_at
 WHERE excluded.last_seq >= audit_checkpoint.last_seq`
 // Deletes only if the checkpoint now points at the last deleted row.
-const DELETE_SQL = `DELETE FROM audit_log WHERE seq <= ?1
-AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE id = 1 AND last_seq = ?1)`
+const DELETE_SQL = `DELETE FROM audit_log WHERE chain = ?2 AND seq <= ?1
+AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE chain = ?2 AND last_seq = ?1)`
 
 /**
  * Deletes the audit rows older than `olderThan` (a prefix of the chain; a
@@ -301,19 +244,19 @@ export async function pruneAudit(
   olderThan: Date,
   opts: PruneOptions = {},
 ): Promise<{ deleted: number; checkpoint?: ChainHead }> {
-  const { verify = true, chunkSize = 5000, now = () => new Date() } = opts
+  const { verify = true, chunkSize = 5000, now = () => new Date(), chain = 0 } = opts
   if (Number.isNaN(olderThan.getTime())) throw new RangeError('pruneAudit: invalid cutoff date')
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new RangeError('pruneAudit: "chunkSize" must be a positive integer')
   const conn = primary(db)
-  const range = await conn.prepare(PRUNE_RANGE_SQL).bind(olderThan.toISOString())
+  const range = await conn.prepare(PRUNE_RANGE_SQL).bind(olderThan.toISOString(), chain)
     .first<{ keep_from: number | null; max_seq: number | null; min_seq: number | null }>()
   if (!range || range.min_seq === null || range.max_seq === null) return { deleted: 0 }
   const last = range.keep_from === null ? range.max_seq : range.keep_from - 1
   if (last < range.min_seq) return { deleted: 0 }
 
-  const start = (await readCheckpoint(conn)) ?? { ...GENESIS }
+  const start = (await readCheckpoint(conn, chain)) ?? { ...GENESIS }
   if (verify) {
-    const result = await verifyChain(readChain(conn, 500, last), start)
+    const result = await verifyChain(readChain(conn, { chain, upToSeq: last }), start)
     if (!result.ok) throw new AuditChainError(result)
   }
 
@@ -321,14 +264,14 @@ export async function pruneAudit(
   for (let from = range.min_seq - 1; from < last;) {
     const upTo = Math.min(last, from + chunkSize)
     const [, deletion] = await conn.batch([
-      conn.prepare(CHECKPOINT_SQL).bind(upTo, now().toISOString()),
-      conn.prepare(DELETE_SQL).bind(upTo),
+      conn.prepare(CHECKPOINT_SQL).bind(upTo, now().toISOString(), chain),
+      conn.prepare(DELETE_SQL).bind(upTo, chain),
     ])
     const changes = deletion?.meta.changes ?? 0
     if (changes === 0) break // row upTo missing: the checkpoint did not move, nothing deleted
     deleted += changes
     from = upTo
   }
-  const checkpoint = deleted > 0 ? await readCheckpoint(conn) : null
+  const checkpoint = deleted > 0 ? await readCheckpoint(conn, chain) : null
   return checkpoint ? { deleted, checkpoint } : { deleted }
 }

@@ -1,38 +1,35 @@
 // Writing audit rows off the critical path, and alerting.
 //
-// Reads and refusals are recorded after the response (`waitUntil`): the row
-// is appended with the chain's own race-retry, and a failing D1 is retried
-// three times with backoff. A row that still cannot be written is logged
-// as `audit_write_failed` with the whole (already redacted) record, so it can
-// be replayed into the chain. Failures (error, timeout, SQL write incident)
-// also go to the alert throttle: one alert per tool and kind per minute, with
-// a count, POSTed to ALERT_WEBHOOK_URL (HMAC-signed) or logged.
+// Reads and refusals are recorded after the response (`waitUntil`): the
+// record goes to the caller's chain's AuditSequencer (one writer per chain), which
+// holds it durably in its outbox once `append` returns. If the sequencer
+// cannot be reached, the row is logged as `audit_write_failed` with the whole
+// (already redacted) record, so it can be replayed into the chain. Failures
+// (error, timeout, SQL write incident) also go to the alert throttle: one
+// alert per tool and kind per minute, with a count, POSTed to
+// ALERT_WEBHOOK_URL (HMAC-signed) or logged.
 import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import { AlertThrottle, deliverAlert, type Alert } from './alert.ts'
 import type { AuditRecord } from './chain.ts'
-import { appendAudit } from './store.ts'
+import { chainName } from './chains.ts'
+import type { AuditSequencer } from './sequencer.ts'
 
-const WRITE_ATTEMPTS = 3
+/** The sequencer of audit chain `chain` (see chains.ts chainOf for which chain a caller uses). */
+export function sequencer(env: Env, chain = 0): DurableObjectStub<AuditSequencer> {
+  return env.AUDIT_SEQUENCER.get(env.AUDIT_SEQUENCER.idFromName(chainName(chain)))
+}
 
 /** Per isolate, best effort: each isolate throttles its own alerts. */
 export const alertThrottle = new AlertThrottle({ now: () => Date.now() })
 
-export async function appendLater(db: D1Database, record: AuditRecord, log: Logger, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<void> {
-  for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
-    try {
-      const row = await appendAudit(db, record)
-      log('debug', 'audit_written', { seq: row.seq, hash: row.hash, outcome: record.outcome })
-      return
-    } catch (error) {
-      const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-      if (attempt === WRITE_ATTEMPTS) {
-        log('error', 'audit_write_failed', { reason, attempts: attempt, replay: record })
-        return
-      }
-      log('warn', 'audit_write_retry', { reason, attempt })
-      await sleep(100 * 2 ** attempt)
-    }
+export async function appendLater(env: Env, record: AuditRecord, log: Logger, chain = 0): Promise<void> {
+  try {
+    const head = await sequencer(env, chain).append(record)
+    log('debug', 'audit_written', { chain, seq: head.seq, hash: head.hash, outcome: record.outcome })
+  } catch (error) {
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    log('error', 'audit_write_failed', { reason, chain, replay: record })
   }
 }
 

@@ -2,9 +2,10 @@
 // bound parameters (?1, ?2 ...) and never string-built values. Tools get a
 // `DataAccess` built over one D1 binding; they never see the binding itself.
 //
-// Writes are not executed here: they are returned as prepared statements and
-// committed through the `Commit` function the caller supplies, so the audit
-// layer can put a mutation and its audit row in one D1 batch (one transaction).
+// Writes are not executed here: they are returned as statements given as data
+// ({ sql, params }) and committed through the `Commit` function the caller
+// supplies, so the audit layer can hand them to the chain's sequencer, which
+// runs a mutation and its audit row in one D1 batch (one transaction).
 import { executeReadOnly, type ExecuteResult } from '../sql/execute.ts'
 import type { OrderStatus } from './order-status.ts'
 
@@ -72,7 +73,19 @@ export interface OrderCursor {
  * `output` is what the tool will return, so the auditing commit can record
  * its digest in the audit row that shares the batch.
  */
-export type Commit = (statements: D1PreparedStatement[], output: unknown) => Promise<boolean>
+export type Commit = (statements: SqlStatement[], output: unknown) => Promise<boolean>
+
+/** A value D1 binds to a numbered parameter (?1, ?2 ...). */
+export type SqlValue = string | number | null
+
+/**
+ * One write statement as plain data, so it can cross the RPC boundary to the
+ * audit sequencer (a D1PreparedStatement cannot).
+ */
+export interface SqlStatement {
+  sql: string
+  params: SqlValue[]
+}
 
 const ORDER_COLUMNS = 'id, customer_id, product_id, quantity, total_cents, status, note, created_at, updated_at'
 const PRODUCT_COLUMNS = 'id, sku, name, description, category, price_cents, stock'
@@ -183,22 +196,20 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits)
       // Applied only if the row was still in `from` (SQLite's changes() of the
       // UPDATE itself; D1's meta.changes would also count the FTS trigger's writes).
       return commit(
-        [
-          db
-            .prepare('UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5')
-            .bind(update.to, update.note, update.at, update.id, update.from),
-        ],
+        [{
+          sql: 'UPDATE orders SET status = ?1, note = coalesce(?2, note), updated_at = ?3 WHERE id = ?4 AND status = ?5',
+          params: [update.to, update.note, update.at, update.id, update.from],
+        }],
         output,
       )
     },
 
     async createTicket(ticket: Ticket, output: unknown): Promise<void> {
       const applied = await commit(
-        [
-          db
-            .prepare('INSERT INTO tickets (id, customer_id, subject, body, priority, status, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)')
-            .bind(ticket.id, ticket.customer_id, ticket.subject, ticket.body, ticket.priority, ticket.status, ticket.created_by, ticket.created_at),
-        ],
+        [{
+          sql: 'INSERT INTO tickets (id, customer_id, subject, body, priority, status, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)',
+          params: [ticket.id, ticket.customer_id, ticket.subject, ticket.body, ticket.priority, ticket.status, ticket.created_by, ticket.created_at],
+        }],
         output,
       )
       if (!applied) throw new Error('create_ticket: insert changed no row')

@@ -2,18 +2,21 @@
 // outcome of an authenticated caller is recorded — success, tool error,
 // invalid input, 403 denial, 429, timeout, internal error — exactly once.
 //
-//   * Mutations are recorded by the tool's own commit: the business change
-//     and its audit row go in one D1 batch (see `commit` below); if the audit
-//     row cannot be written, the change is not applied.
-//   * Everything else is appended after the response (waitUntil) with retry.
+//   * Each caller's rows go to one chain: chainOf(sub, AUDIT_CHAINS).
+//   * Mutations are recorded by the tool's own commit: the chain's
+//     AuditSequencer runs the business change (as {sql, params} data) and its
+//     audit row in one D1 batch; if the audit row cannot be written, the
+//     change is not applied.
+//   * Everything else is handed to the sequencer after the response
+//     (waitUntil); it is durable once accepted.
 //   * Failures feed the alert throttle.
 // Unauthenticated requests never reach this step: they are logged by the
 // Worker, not stored, so an anonymous flood cannot become a D1 write flood.
 import { createMiddleware } from 'hono/factory'
 import type { AuditOutcome } from '../audit/chain.ts'
 import { auditRecord, type CallFacts } from '../audit/record.ts'
-import { commitWithAudit } from '../audit/store.ts'
-import { alertOn, appendLater } from '../audit/writer.ts'
+import { chainOf } from '../audit/chains.ts'
+import { alertOn, appendLater, sequencer } from '../audit/writer.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
 import { POLICY } from '../policy/policy.ts'
@@ -39,19 +42,23 @@ export const audit = () =>
     if (rpc.method !== 'tools/call') return next()
 
     const facts: CallFacts = { requestId: c.var.requestId, startedAt: c.var.startedAt, principal: c.var.principal, rpc }
+    const chain = chainOf(c.var.principal.sub, c.var.config.auditChains)
     let auditedInline = false
     // Mutations: the change and its audit row commit in one D1 batch, or neither does.
     c.set('commit', async (statements, output) => {
       const record = await auditRecord(facts, { outcome: 'ok', httpStatus: 200, outputJson: JSON.stringify(output) })
-      const result = await commitWithAudit(c.env.DB, statements, () => ({ ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }), {
+      const result = await sequencer(c.env, chain).commit(statements, { ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }, {
         requireChange: true,
       })
       if (result.applied) {
         auditedInline = true
-        // The chain head in the Worker log: an outside anchor for audit:verify.
-        c.var.log('debug', 'audit_written', { seq: result.row.seq, hash: result.row.hash, outcome: 'ok' })
+        c.var.log('debug', 'audit_written', { chain, seq: result.seq, hash: result.hash, outcome: 'ok' })
+        return true
       }
-      return result.applied
+      if (result.reason === 'no_change') return false
+      // The batch failed (detail in the sequencer's audit_commit_failed line):
+      // nothing was applied, and the tool reports an internal error.
+      throw new Error(`audit: mutation not applied (${result.reason})`)
     })
 
     await next()
@@ -65,5 +72,5 @@ export const audit = () =>
     if (!report && rpc.toolName !== undefined && !POLICY.tools.has(rpc.toolName)) ending.errorCode = 'unknown_tool'
     const record = await auditRecord(facts, ending)
     const { log, config } = c.var
-    c.executionCtx.waitUntil(Promise.all([appendLater(c.env.DB, record, log), ...alertOn(record, config, log)]))
+    c.executionCtx.waitUntil(Promise.all([appendLater(c.env, record, log, chain), ...alertOn(record, config, log)]))
   })

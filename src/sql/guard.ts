@@ -79,7 +79,20 @@
  *                        replace(upper(replace(...))): each level multiplies
  *                        the length, an exponential bomb;
  *   - unbounded_recursion a CTE that refers to itself without a literal
- *                        LIMIT <= MAX_RECURSIVE_ROWS on its compound SELECT.
+ *                        LIMIT <= MAX_RECURSIVE_ROWS on its compound SELECT;
+ *   - identifier_not_in_scope  a name SQLite could not resolve where the guard
+ *                        saw it, so the two may not read the query alike:
+ *                        a column in LIMIT / OFFSET (outside a subquery;
+ *                        SQLite resolves no column there), a qualified column
+ *                        `q.col` / `q.*` / `main.t.col` whose `q` is not a
+ *                        table, alias or CTE in the FROM of this SELECT or an
+ *                        enclosing one (in every clause: select list, WHERE,
+ *                        GROUP BY, HAVING, ORDER BY, join conditions, window
+ *                        definitions), and `OVER w` or `WINDOW b AS (a ...)`
+ *                        naming a window this SELECT does not define (before
+ *                        it). Unqualified columns are not checked: the guard
+ *                        does not know the tables' columns, and SQLite refuses
+ *                        an unknown one itself ("no such column").
  *
  * WHAT BOUNDS THE REST
  *   This guard is a speed bump for size, not the bound: growth can still be
@@ -129,6 +142,21 @@ export type GuardCode =
   | 'table_function_not_allowed'
   | 'function_not_allowed'
   | 'unbounded_recursion'
+  | 'identifier_not_in_scope'
+
+/**
+ * Test-only switches that turn off one of the guard's own defences, so the
+ * differential fuzz (test/integration/sql-differential.test.ts) can prove
+ * that it finds the bypass of issue #13 when that defence is missing.
+ * Never passed by execute.ts (it calls guardQuery with two arguments), so
+ * nothing reachable from the tool can set them.
+ */
+export interface GuardTestSwitches {
+  /** skip the refusal of non-ASCII characters outside quotes (the guard before issue #13) */
+  allowNonAscii?: boolean
+  /** skip the identifier scope checks of LIMIT/OFFSET, qualified columns and window names (ditto) */
+  skipScopeChecks?: boolean
+}
 
 export type GuardRefusal = { ok: false; code: GuardCode; message: string }
 export type GuardResult = { ok: true; sql: string; tables: string[] } | GuardRefusal
@@ -244,7 +272,7 @@ const STATEMENT_NAMES: Readonly<Record<string, string>> = {
 
 const PARAM_TYPES = ['?', '?nr', ':name', '$name', '@name'] as const
 
-export function guardQuery(query: string, opts: GuardOptions): GuardResult {
+export function guardQuery(query: string, opts: GuardOptions, testSwitches?: GuardTestSwitches): GuardResult {
   if (!Number.isInteger(opts.maxRows) || opts.maxRows < 1 || opts.maxRows > MAX_ROWS_CEILING) {
     throw new RangeError(`guardQuery: maxRows must be an integer in 1..${MAX_ROWS_CEILING}`)
   }
@@ -257,7 +285,7 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     return refusal('invalid_character', `the query contains the control character U+${code.toUpperCase()} at offset ${control.index}`)
   }
 
-  const foreign = firstNonAsciiOutsideQuotes(query)
+  const foreign = testSwitches?.allowNonAscii === true ? -1 : firstNonAsciiOutsideQuotes(query)
   if (foreign !== -1) {
     const code = query.codePointAt(foreign)!.toString(16).toUpperCase().padStart(4, '0')
     return refusal(
@@ -287,6 +315,10 @@ export function guardQuery(query: string, opts: GuardOptions): GuardResult {
     bodies: [],
     product: 1,
     growth: [],
+    scopeChecks: testSwitches?.skipScopeChecks !== true,
+    sources: [],
+    windows: [],
+    inLimit: false,
   }
   try {
     walkQuery(statement, ctx)
@@ -410,6 +442,14 @@ interface WalkContext {
   product: number
   /** the growth functions (GROWTH_FUNCTIONS) enclosing the current node, outermost first */
   growth: string[]
+  /** identifier scope checks on (off only through GuardTestSwitches) */
+  scopeChecks: boolean
+  /** names (tables, aliases, CTEs) in the FROM of each enclosing SELECT, innermost last */
+  sources: Set<string>[]
+  /** window names each enclosing SELECT defines, innermost last */
+  windows: Set<string>[]
+  /** inside a LIMIT / OFFSET expression of the current SELECT (not of a subquery in it) */
+  inLimit: boolean
 }
 
 type NodeOf<T extends Node['type']> = Extract<Node, { type: T }>
@@ -442,15 +482,129 @@ function flattenCompound(node: Node, out: Node[]): void {
 
 function walkSelectMember(node: Node, scopedWith: Node | undefined, ctx: WalkContext): void {
   if (node.type !== 'select_stmt') return walkQuery(node, ctx)
+  // What this SELECT's clauses may name: the sources of its FROM, the windows of its WINDOW clause.
+  const sources = new Set<string>()
+  const windows = new Set<string>()
+  for (const clause of node.clauses) {
+    if (clause.type === 'from_clause') collectSources(clause.expr, sources)
+    if (clause.type === 'window_clause') for (const w of clause.namedWindows.items) windows.add(asciiLower(w.name.name))
+  }
+  const outerLimit = ctx.inLimit
+  ctx.inLimit = false
+  ctx.sources.push(sources)
+  ctx.windows.push(windows)
   for (const clause of node.clauses) {
     if (clause === scopedWith) continue
     if (clause.type === 'with_clause') {
       throw new Refused('unsupported_syntax', 'WITH is only allowed at the start of a query or subquery')
     }
     if (clause.type === 'from_clause') walkTableExpr(clause.expr, ctx)
-    else if (SELECT_CLAUSES.has(clause.type)) walkChildren(clause, ctx)
+    else if (clause.type === 'window_clause') walkWindowClause(clause, ctx)
+    else if (clause.type === 'limit_clause') {
+      ctx.inLimit = true
+      walkChildren(clause, ctx)
+      ctx.inLimit = false
+    } else if (SELECT_CLAUSES.has(clause.type)) walkChildren(clause, ctx)
     else throw unsupported(clause)
   }
+  ctx.sources.pop()
+  ctx.windows.pop()
+  ctx.inLimit = outerLimit
+}
+
+/** The names a FROM clause brings into scope: tables (by name), aliases, CTE references. */
+function collectSources(node: Node, out: Set<string>): void {
+  switch (node.type) {
+    case 'identifier':
+      out.add(asciiLower(node.name))
+      return
+    case 'member_expr':
+      if (node.property.type === 'identifier') out.add(asciiLower(node.property.name))
+      return
+    case 'alias':
+      out.add(asciiLower(node.alias.name))
+      return collectSources(node.expr, out)
+    case 'indexed_table':
+    case 'not_indexed_table':
+      return collectSources(node.table, out)
+    case 'join_expr':
+      collectSources(node.left, out)
+      collectSources(node.right, out)
+      return
+    case 'paren_expr':
+      if (node.expr.type !== 'select_stmt' && node.expr.type !== 'compound_select_stmt') collectSources(node.expr, out)
+      return
+    default:
+      return
+  }
+}
+
+/** `WINDOW a AS (...), b AS (a ...)`: a base window must be defined before the window built on it. */
+function walkWindowClause(node: NodeOf<'window_clause'>, ctx: WalkContext): void {
+  const defined = new Set<string>()
+  for (const named of node.namedWindows.items) {
+    const base = named.window.expr.baseWindowName
+    if (ctx.scopeChecks && base && !defined.has(asciiLower(base.name))) {
+      throw new Refused('identifier_not_in_scope', `window ${clip(named.name.name)} is based on window ${clip(base.name)}, which this SELECT does not define before it`)
+    }
+    walkChildren(named.window.expr, ctx)
+    defined.add(asciiLower(named.name.name))
+  }
+}
+
+/** `OVER w` names a window of this SELECT's WINDOW clause; `OVER (...)` is walked like any definition. */
+function walkOver(node: NodeOf<'over_arg'>, ctx: WalkContext): void {
+  const window = node.window
+  if (window.type === 'identifier') {
+    if (ctx.scopeChecks && !ctx.windows.at(-1)?.has(asciiLower(window.name))) {
+      throw new Refused('identifier_not_in_scope', `OVER ${clip(window.name)}: this SELECT defines no window named ${clip(window.name)} (define it with WINDOW ${clip(window.name)} AS (...))`)
+    }
+    return
+  }
+  const base = window.expr.baseWindowName
+  if (ctx.scopeChecks && base && !ctx.windows.at(-1)?.has(asciiLower(base.name))) {
+    throw new Refused('identifier_not_in_scope', `OVER (${clip(base.name)} ...): this SELECT defines no window named ${clip(base.name)}`)
+  }
+  walkChildren(window.expr, ctx)
+}
+
+/**
+ * A column reference. In LIMIT / OFFSET none is valid (SQLite resolves no
+ * column there). A qualified one (`q.col`, `q.*`, `main.q.col`) needs `q` in
+ * the FROM of this SELECT or an enclosing one.
+ */
+function checkColumnRef(node: NodeOf<'identifier'> | NodeOf<'member_expr'>, ctx: WalkContext): void {
+  if (!ctx.scopeChecks) return
+  const text = node.type === 'identifier' ? node.name : memberText(node)
+  if (ctx.inLimit) {
+    throw new Refused('identifier_not_in_scope', `LIMIT and OFFSET take a number or an expression without columns; ${clip(text)} is not one`)
+  }
+  if (node.type !== 'member_expr') return
+  if (node.property.type !== 'identifier' && node.property.type !== 'all_columns') throw unsupported(node.property)
+  let qualifier = node.object
+  if (qualifier.type === 'member_expr') {
+    // main.<table>.<column>
+    if (qualifier.object.type !== 'identifier' || asciiLower(qualifier.object.name) !== 'main' || qualifier.property.type !== 'identifier') {
+      throw new Refused('schema_not_allowed', `${clip(text)}: only columns of tables of the main schema can be referred to`)
+    }
+    qualifier = qualifier.property
+  }
+  if (qualifier.type !== 'identifier') throw unsupported(qualifier)
+  const name = asciiLower(qualifier.name)
+  if (!ctx.sources.some((frame) => frame.has(name))) {
+    const visible = [...new Set(ctx.sources.flatMap((frame) => [...frame]))].sort()
+    throw new Refused(
+      'identifier_not_in_scope',
+      `${clip(text)}: no table, alias or CTE named ${clip(qualifier.name)} is in the FROM clause here${visible.length > 0 ? ` (in scope: ${clip(visible.join(', '))})` : ''}`,
+    )
+  }
+}
+
+function memberText(node: Node): string {
+  if (node.type === 'identifier') return node.name
+  if (node.type === 'all_columns') return '*'
+  if (node.type === 'member_expr') return `${memberText(node.object)}.${memberText(node.property)}`
+  return '?'
 }
 
 function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
@@ -601,6 +755,12 @@ function walkNode(node: Node, ctx: WalkContext): void {
     case 'binary_expr':
       if (isInOperator(node.operator)) return walkIn(node, ctx)
       return walkChildren(node, ctx)
+    case 'identifier':
+      return checkColumnRef(node, ctx)
+    case 'member_expr':
+      return checkColumnRef(node, ctx)
+    case 'over_arg':
+      return walkOver(node, ctx)
     case 'parameter':
       throw new Refused('parameter_not_allowed', `bound parameters such as ${clip(node.text)} are not allowed; write the value into the query as a literal`)
     default:
@@ -653,7 +813,7 @@ function walkFunction(node: NodeOf<'func_call'>, ctx: WalkContext): void {
   if (growth) ctx.growth.push(name)
   if (node.args) walkChildren(node.args, ctx)
   if (node.filter) walkChildren(node.filter, ctx)
-  if (node.over) walkChildren(node.over, ctx)
+  if (node.over) walkOver(node.over, ctx)
   if (growth) ctx.growth.pop()
 }
 

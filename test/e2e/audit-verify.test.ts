@@ -2,7 +2,7 @@
 // state folder, as an operator runs it: schema.sql applied with wrangler, a
 // valid chain of sealed rows inserted, then each kind of tampering done with
 // plain SQL on a fresh copy of that state. The CLI must exit 0 on the intact
-// chain and exit 1 naming the first broken seq otherwise.
+// chain and exit 1 naming the first broken seq otherwise, for every chain.
 import { cpSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,7 +19,7 @@ let work: string
 let base: string
 const rows: AuditRow[] = []
 
-type Scenario = 'intact' | 'edited' | 'deleted' | 'swapped' | 'pruned'
+type Scenario = 'intact' | 'edited' | 'deleted' | 'swapped' | 'pruned' | 'chains'
 /** What `npm run audit:verify` printed for each scenario's copy of the state. */
 const outcome = {} as Record<Scenario, Promise<RunResult>>
 
@@ -50,8 +50,8 @@ function freshCopy(): string {
   return dir
 }
 
-function insertRow(row: AuditRow): string {
-  return `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map((c) => lit(row[c])).join(', ')});`
+function insertRow(row: AuditRow, chain = 0): string {
+  return `INSERT INTO audit_log (${AUDIT_COLUMNS.join(', ')}, chain) VALUES (${AUDIT_COLUMNS.map((c) => lit(row[c])).join(', ')}, ${chain});`
 }
 
 beforeAll(async () => {
@@ -93,7 +93,9 @@ beforeAll(async () => {
     edited: "UPDATE audit_log SET sub = 'mallory' WHERE seq = 3",
     deleted: 'DELETE FROM audit_log WHERE seq = 3',
     swapped: `${moveContent(2, rows[3]!)}\n${moveContent(4, rows[1]!)}`,
-    pruned: `DELETE FROM audit_log WHERE seq <= 2;\nINSERT INTO audit_checkpoint (id, last_seq, last_hash, pruned_at) VALUES (1, 2, ${lit(rows[1]!.hash)}, '2026-06-01T00:00:00.000Z');`,
+    pruned: `DELETE FROM audit_log WHERE seq <= 2;\nINSERT INTO audit_checkpoint (chain, last_seq, last_hash, pruned_at) VALUES (0, 2, ${lit(rows[1]!.hash)}, '2026-06-01T00:00:00.000Z');`,
+    // AUDIT_CHAINS > 1: chain 0 intact, the same rows again as chain 3 (its own seq 1..5), row 4 of chain 3 edited.
+    chains: `${rows.map((r) => insertRow(r, 3)).join('\n')}\nUPDATE audit_log SET outcome = 'error' WHERE chain = 3 AND seq = 4;`,
   }
   for (const [scenario, tamper] of Object.entries(tampering) as [Scenario, string | undefined][]) {
     const dir = freshCopy()
@@ -113,31 +115,40 @@ afterAll(() => {
 describe('npm run audit:verify', () => {
   it('exits 0 and reports "audit chain OK" on an intact chain', async () => {
     const result = await outcome.intact
-    expect(result.stdout.trim(), result.stderr).toBe('audit chain OK: 5 rows (seq 1..5)')
+    expect(result.stdout.trim(), result.stderr).toBe('chain 0: audit chain OK: 5 rows (seq 1..5)')
     expect(result.code).toBe(0)
   })
 
   it('exits 1 naming seq 3 when row 3 was edited (its sub changed)', async () => {
     const result = await outcome.edited
-    expect(result.stdout).toContain('audit chain BROKEN at seq 3: hash_mismatch')
+    expect(result.stdout).toContain('chain 0: audit chain BROKEN at seq 3: hash_mismatch')
     expect(result.code).toBe(1)
   })
 
   it('exits 1 naming the gap when a middle row was deleted', async () => {
     const result = await outcome.deleted
-    expect(result.stdout).toContain('audit chain BROKEN at seq 3: gap (seq 3 missing; next row present is seq 4)')
+    expect(result.stdout).toContain('chain 0: audit chain BROKEN at seq 3: gap (seq 3 missing; next row present is seq 4)')
     expect(result.code).toBe(1)
   })
 
   it('exits 1 naming the first of two rows whose contents were swapped (seqs kept)', async () => {
     const result = await outcome.swapped
-    expect(result.stdout).toContain('audit chain BROKEN at seq 2: prev_hash_mismatch')
+    expect(result.stdout).toContain('chain 0: audit chain BROKEN at seq 2: prev_hash_mismatch')
     expect(result.code).toBe(1)
   })
 
   it('verifies from the checkpoint after a pruned prefix', async () => {
     const result = await outcome.pruned
-    expect(result.stdout.trim(), result.stderr).toBe('audit chain OK: 3 rows (seq 3..5)')
+    expect(result.stdout.trim(), result.stderr).toBe('chain 0: audit chain OK: 3 rows (seq 3..5)')
     expect(result.code).toBe(0)
+  })
+
+  it('verifies every chain and reports each: exit 1 when one of two chains is broken', async () => {
+    const result = await outcome.chains
+    const lines = result.stdout.trim().split('\n')
+    expect(lines[0], result.stderr).toBe('chain 0: audit chain OK: 5 rows (seq 1..5)')
+    expect(lines[1]).toMatch(/^chain 3: audit chain BROKEN at seq 4: hash_mismatch/)
+    expect(lines).toHaveLength(2)
+    expect(result.code).toBe(1)
   })
 })

@@ -6,11 +6,14 @@
 // chain verifiable.
 //
 // The Worker is driven with `worker.fetch(request, env, ctx)` so each test can
-// wait for the waitUntil appends (waitOnExecutionContext) before reading
-// audit_log, and can hand the Worker a modified env (a DB binding that fails
-// on one tool's query, alert settings, retention). Other test files share the
-// database: every test starts from an empty audit log and restores the
-// business rows it changes.
+// wait for the waitUntil appends (waitOnExecutionContext: the chain's
+// AuditSequencer has accepted them) and then for the sequencer's group commit
+// (its drain() barrier) before reading audit_log, and can hand the Worker a
+// modified env (a DB binding that fails on one tool's query, alert settings,
+// retention). The sequencer writes through its own, real DB binding. Every
+// test starts from an empty audit log: the previous test's rows are drained,
+// deleted, and the sequencer reloads its head from D1 (resync), as an
+// operator would after restoring D1. Business rows a test changes are restored.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import type { Order as OrderRow } from '../../src/db/queries.ts'
@@ -19,7 +22,9 @@ import worker from '../../src/index.ts'
 import { alertThrottle } from '../../src/audit/writer.ts'
 import { ALERT_SIGNATURE_HEADER, verifyAlertSignature } from '../../src/audit/alert.ts'
 import { sha256Hex, type AuditRecord } from '../../src/audit/chain.ts'
-import { appendAudit, isSeqConflict, readCheckpoint, verifyStoredChain } from '../../src/audit/store.ts'
+import { appendAudit, readCheckpoint, verifyStoredChain } from '../../src/audit/store.ts'
+import { redactedJson } from '../../src/audit/record.ts'
+import { sequencer } from '../../src/audit/writer.ts'
 import { POLICY } from '../../src/policy/policy.ts'
 import { testEnv, type TestEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
@@ -127,7 +132,16 @@ interface AuditRow {
 
 const ORDER_COLUMNS = 'id, customer_id, product_id, quantity, total_cents, status, note, created_at, updated_at'
 
+/** The chain's sequencer, as the Worker addresses it. */
+const chain = () => sequencer(BASE)
+
+/** Waits until every row the sequencer accepted is in D1 (fails if D1 refuses them). */
+async function settled(): Promise<void> {
+  expect(await chain().drain(), 'audit rows still pending in the sequencer outbox').toBe(0)
+}
+
 async function auditRows(): Promise<AuditRow[]> {
+  await settled()
   return (await DB.prepare('SELECT * FROM audit_log ORDER BY seq').all<AuditRow>()).results
 }
 
@@ -203,52 +217,33 @@ function dbWith(pattern: RegExp, fault: { throw: string } | { delayMs: number; o
   })
 }
 
-interface WriteStats {
-  insertConflicts: number
-  batchConflicts: number
-  inserts: number
-  batches: number
-}
-
-/** The real binding, counting audit INSERT attempts and lost seq races (single inserts and batches). */
-function countingDb(stats: WriteStats): D1Database {
-  const patch = (statement: D1PreparedStatement, sql: string): D1PreparedStatement => {
-    const bind = statement.bind.bind(statement)
-    const run = statement.run.bind(statement)
-    statement.bind = (...values: unknown[]) => patch(bind(...values), sql)
-    statement.run = async <T>() => {
-      if (sql.startsWith('INSERT INTO audit_log')) stats.inserts += 1
-      try {
-        return await run<T>()
-      } catch (error) {
-        if (isSeqConflict(error)) stats.insertConflicts += 1
-        throw error
-      }
-    }
-    return statement
-  }
-  const wrap = <T extends D1Database | D1DatabaseSession>(db: T): T => new Proxy(db, {
+/** The real sequencer binding, recording every commit RPC the Worker sends it. */
+function watchedSequencer(commits: Promise<unknown>[]): TestEnv['AUDIT_SEQUENCER'] {
+  const namespace = BASE.AUDIT_SEQUENCER
+  return new Proxy(namespace, {
     get(target, property) {
-      if (property === 'prepare') return (sql: string) => patch(target.prepare(sql), sql)
-      if (property === 'batch') {
-        return async (statements: D1PreparedStatement[]) => {
-          stats.batches += 1
-          try {
-            return await target.batch(statements)
-          } catch (error) {
-            if (isSeqConflict(error)) stats.batchConflicts += 1
-            throw error
-          }
+      if (property === 'get') {
+        return (id: DurableObjectId) => {
+          const stub = target.get(id)
+          return new Proxy(stub, {
+            get(inner, name) {
+              if (name === 'commit') {
+                return (...args: Parameters<typeof stub.commit>) => {
+                  const pending = inner.commit(...args)
+                  commits.push(Promise.resolve(pending).catch(() => undefined))
+                  return pending
+                }
+              }
+              if (name === 'append') return (...args: Parameters<typeof stub.append>) => inner.append(...args)
+              return Reflect.get(inner, name, inner) as unknown
+            },
+          })
         }
-      }
-      if (property === 'withSession') {
-        return (constraint?: D1SessionConstraint | D1SessionBookmark) => wrap((target as D1Database).withSession(constraint))
       }
       const value = Reflect.get(target, property, target) as unknown
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
     },
   })
-  return wrap(DB)
 }
 
 // ---------------------------------------------------------------------------
@@ -281,8 +276,15 @@ function events(lines: LogLine[], event: string): Record<string, unknown>[] {
 
 // ---------------------------------------------------------------------------
 
+/** The digest an audit row holds: of the output the client received, redacted by the tool's policy (issue #13). */
+function redactedDigest(tool: string, output: string): Promise<string> {
+  return sha256Hex(redactedJson(output, new Set(POLICY.tools.get(tool)!.sensitiveFields)))
+}
+
 beforeEach(async () => {
+  await settled()
   await DB.batch([DB.prepare('DELETE FROM audit_log'), DB.prepare('DELETE FROM audit_checkpoint')])
+  expect(await chain().resync()).toEqual({ ok: true, head: { seq: 0, hash: '0'.repeat(64) } })
 })
 
 describe('every outcome of an authenticated tools/call is exactly one row', () => {
@@ -296,7 +298,7 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     const text = result.content[0]!.text
     expect(rows[0]).toMatchObject({
       seq: 1, request_id: sent.requestId, sub, method: 'tools/call', tool: 'get_customer', outcome: 'ok', http_status: 200, error_code: null,
-      input_json: '{"customerId":"cus_001"}', output_bytes: new TextEncoder().encode(text).byteLength, output_sha256: await sha256Hex(text),
+      input_json: '{"customerId":"cus_001"}', output_bytes: new TextEncoder().encode(text).byteLength, output_sha256: await redactedDigest('get_customer', text),
     })
     expect(rows[0]!.token_id).toBeTruthy()
     expect(Date.parse(rows[0]!.ts)).toBeGreaterThan(Date.now() - 60_000)
@@ -389,26 +391,12 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
     // the guard it would go on to commit after the caller was told it stopped.
     // Latch instead of a fixed sleep: `readDone` fires when the delayed read has
     // returned to the tool; one macrotask turn later every continuation of the
-    // tool (including any commit it started) has run, and every batch it started
-    // is awaited before the order is checked.
+    // tool (including any commit it started) has run, and every commit it sent
+    // to the sequencer is awaited before the order is checked.
     let readDone!: () => void
     const latch = new Promise<void>((resolve) => { readDone = resolve })
-    const batches: Promise<unknown>[] = []
-    const delayedDb = dbWith(/FROM orders WHERE id = \?1/, { delayMs: 300, onDone: () => readDone() })
-    const watched = new Proxy(delayedDb, {
-      get(target, property) {
-        if (property === 'batch') {
-          return (statements: D1PreparedStatement[]) => {
-            const pending = target.batch(statements)
-            batches.push(pending.catch(() => undefined))
-            return pending
-          }
-        }
-        const value = Reflect.get(target, property, target) as unknown
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
-      },
-    })
-    const slow = { ...BASE, DB: watched }
+    const commits: Promise<unknown>[] = []
+    const slow = { ...BASE, DB: dbWith(/FROM orders WHERE id = \?1/, { delayMs: 300, onDone: () => readDone() }), AUDIT_SEQUENCER: watchedSequencer(commits) }
     const logs = captureConsole()
     let sent: Sent
     settings.timeoutMs = 50
@@ -416,12 +404,13 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
       sent = await call(await mintToken({ role: 'editor', sub: uniqueSub('late-commit') }), 'update_order', { orderId: order!.id, status: 'paid' }, { env: slow })
       await latch
       await new Promise((resolve) => setTimeout(resolve, 0))
-      await Promise.all(batches)
+      await Promise.all(commits)
     } finally {
       settings.timeoutMs = original
       logs.restore()
     }
     expect(toolResult(sent).content[0]!.text).toContain('timed out')
+    expect(commits).toEqual([])
     const after = await DB.prepare('SELECT status FROM orders WHERE id = ?1').bind(order!.id).first<string>('status')
     expect(after).toBe('pending')
     expect((await auditRows()).map((r) => r.outcome)).toEqual(['timeout'])
@@ -439,7 +428,7 @@ describe('every outcome of an authenticated tools/call is exactly one row', () =
       const text = result.content[0]!.text
       expect(rows[0]).toMatchObject({
         seq: 1, request_id: sent.requestId, tool: 'update_order', outcome: 'ok', http_status: 200, error_code: null,
-        output_sha256: await sha256Hex(text), output_bytes: new TextEncoder().encode(text).byteLength,
+        output_sha256: await redactedDigest('update_order', text), output_bytes: new TextEncoder().encode(text).byteLength,
       })
       expect(JSON.parse(rows[0]!.input_json!)).toEqual({ orderId: order!.id, status: 'paid', note: 'audit test' })
       expect((await verifyStoredChain(DB)).ok).toBe(true)
@@ -526,17 +515,14 @@ describe('concurrency', () => {
     const plans = Array.from({ length: 50 }, (_, i) => planFor(i))
     // A distinct sub per call: per-sub concurrency and rate limits are not what this test is about.
     const tokens = await Promise.all(plans.map((p, i) => mintToken({ role: p.role, sub: uniqueSub(`par${i}`) })))
-    const stats: WriteStats = { insertConflicts: 0, batchConflicts: 0, inserts: 0, batches: 0 }
-    const counted = { ...BASE, DB: countingDb(stats) }
     const logs = captureConsole()
-    const started = Date.now()
     let sent: Sent[]
     try {
-      sent = await Promise.all(plans.map((p, i) => call(tokens[i]!, p.tool, p.args, { env: counted })))
+      sent = await Promise.all(plans.map((p, i) => call(tokens[i]!, p.tool, p.args)))
+      await settled()
     } finally {
       logs.restore()
     }
-    const elapsed = Date.now() - started
     try {
       for (const [i, s] of sent.entries()) if (plans[i]!.kind === 'ticket') created.push(ticketIdOf(s))
       const rows = await auditRows()
@@ -556,13 +542,15 @@ describe('concurrency', () => {
       for (const o of orders) expect((await orderRow(o.id))?.status).toBe('paid')
       expect(created).toHaveLength(5)
       expect(await ticketCount()).toBe(ticketsBefore + 5)
-      const retryLines = events(logs.lines, 'audit_write_retry')
+      // One writer: nothing failed, nothing was retried, and the heads the
+      // sequencer logged (once per flush or mutation) cover every row once.
       expect(events(logs.lines, 'audit_write_failed')).toEqual([])
-      console.log(
-        `[audit] 50 parallel tools/call through the Worker: ${stats.inserts} audit INSERT attempts for ${50 - 10} appended rows ` +
-        `(${stats.insertConflicts} lost seq races), ${stats.batches} mutation batches for 10 mutations (${stats.batchConflicts} lost seq races), ` +
-        `${retryLines.length} audit_write_retry log lines, ${elapsed} ms`,
-      )
+      expect(events(logs.lines, 'audit_flush_failed')).toEqual([])
+      expect(events(logs.lines, 'audit_commit_failed')).toEqual([])
+      const heads = events(logs.lines, 'audit_head')
+      expect(heads.reduce((n, h) => n + Number(h['rows']), 0)).toBe(50)
+      expect(heads.map((h) => h['seq'])).toEqual([...heads.map((h) => h['seq'] as number)].sort((a, b) => a - b))
+      expect(heads.at(-1)).toMatchObject({ seq: 50, hash: rows[49]!.hash })
     } finally {
       await restoreOrders(orders)
       await deleteTickets(created)
@@ -592,11 +580,24 @@ describe('a mutation is applied only together with its audit row', () => {
       expect(await ticketCount()).toBe(ticketsBefore)
       expect(await DB.prepare('SELECT count(*) AS n FROM tickets WHERE subject = ?1').bind(subject).first<number>('n')).toBe(0)
 
-      expect(await auditRows()).toEqual([])
-      // The failed calls' rows could not be written either: they are logged for replay, redacted.
-      const failed = events(logs.lines, 'audit_write_failed')
-      expect(failed.map((f) => (f['replay'] as AuditRecord).request_id).sort()).toEqual([update.requestId, ticket.requestId].sort())
-      for (const f of failed) expect(f['replay']).toMatchObject({ outcome: 'error', error_code: 'internal' })
+      // D1 refuses every audit row now, so the failed calls' own rows wait in
+      // the sequencer's outbox (accepted = durable there), none is dropped.
+      expect(await chain().drain()).toBe(2)
+      expect((await DB.prepare('SELECT count(*) AS n FROM audit_log').first<number>('n'))).toBe(0)
+      expect(events(logs.lines, 'audit_write_failed')).toEqual([])
+      expect(events(logs.lines, 'audit_commit_failed')).toHaveLength(1)
+      expect(events(logs.lines, 'audit_flush_failed').length).toBeGreaterThan(0)
+
+      // D1 takes audit rows again: the outbox drains, in order, and the chain verifies.
+      await DB.prepare('DROP TRIGGER IF EXISTS fail_audit').run()
+      const rows = await auditRows()
+      expect(rows.map((r) => [r.seq, r.request_id, r.outcome, r.error_code])).toEqual([
+        [1, update.requestId, 'error', 'internal'],
+        [2, ticket.requestId, 'error', 'internal'],
+      ])
+      expect(await verifyStoredChain(DB)).toMatchObject({ ok: true, count: 2 })
+      expect(await orderRow(order!.id)).toEqual(order)
+      expect(await ticketCount()).toBe(ticketsBefore)
     } finally {
       logs.restore()
       await DB.prepare('DROP TRIGGER IF EXISTS fail_audit').run()
@@ -659,7 +660,7 @@ describe('redaction', () => {
     ['search_products', 'read-only', () => ({ query: 'cable', limit: 3 })],
     ['update_order', 'editor', () => ({ status: 'cancelled' })],
     ['create_ticket', 'editor', () => ({ customerId: 'cus_008', subject: 'digest check', body: 'b' })],
-  ] as const)('output_sha256 and output_bytes of %s are those of the structuredContent the client received', async (tool, role, args) => {
+  ] as const)('output_sha256 and output_bytes of %s are those of the structuredContent the client received (digest of it redacted)', async (tool, role, args) => {
     const [order] = await pendingOrders(1)
     const created: string[] = []
     try {
@@ -673,7 +674,7 @@ describe('redaction', () => {
       const rows = await auditRows()
       expect(rows).toHaveLength(1)
       expect({ output_sha256: rows[0]!.output_sha256, output_bytes: rows[0]!.output_bytes })
-        .toEqual({ output_sha256: await sha256Hex(received), output_bytes: new TextEncoder().encode(received).byteLength })
+        .toEqual({ output_sha256: await redactedDigest(tool, received), output_bytes: new TextEncoder().encode(received).byteLength })
     } finally {
       await restoreOrders([order!])
       await deleteTickets(created)
@@ -817,6 +818,8 @@ describe('retention', () => {
         outcome: 'ok', http_status: 200, duration_ms: 3,
       }))
     }
+    // Written behind the sequencer's back (as an offline import would be): it reloads its head.
+    expect(await chain().resync()).toEqual({ ok: true, head: { seq: 5, hash: stored[4]!.hash } })
     const token = await mintToken({ role: 'read-only', sub: uniqueSub('retention') })
     for (const id of ['cus_012', 'cus_013']) toolResult(await call(token, 'get_customer', { customerId: id }))
     expect((await auditRows()).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])

@@ -202,9 +202,48 @@ describe('transport checks', () => {
     expect(res.status).toBe(200)
   })
 
-  it('does not derive the own origin from the Host header (DNS rebinding)', async () => {
-    const res = await rpc('ping', {}, { token: await mintToken({ role: 'admin' }), headers: { origin: 'http://evil.example', host: 'evil.example' } })
+  it('does not derive the own origin from the Host header (DNS rebinding: https Origin and Host agree on evil.example)', async () => {
+    // same scheme as the server's own origin, so a server trusting Host would take it for itself
+    const res = await rpc('ping', {}, { token: await mintToken({ role: 'admin' }), headers: { origin: 'https://evil.example', host: 'evil.example' } })
     expect(res.status).toBe(403)
+    expect((await errorOf(res)).error.message).toBe('origin not allowed')
+  })
+
+  it('does not derive the own origin from the request URL either (a rebound name reaching the Worker as https://evil.example/mcp)', async () => {
+    const token = await mintToken({ role: 'admin' })
+    const res = await callWorker('https://evil.example/mcp', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${token}`, origin: 'https://evil.example', host: 'evil.example' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+    })
+    expect(res.status).toBe(403)
+    expect((await errorOf(res)).error.message).toBe('origin not allowed')
+  })
+
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['form-encoded (a CORS-simple type a browser sends without preflight)', 'application/x-www-form-urlencoded'],
+    ['multipart', 'multipart/form-data; boundary=x'],
+    ['a JSON look-alike', 'application/json-seq'],
+  ])('answers a %s Content-Type with 415 and a JSON-RPC error, even with a valid token and JSON body', async (_name, type) => {
+    const res = await callWorker(MCP_URL(), {
+      method: 'POST',
+      headers: { 'content-type': type, accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${await mintToken({ role: 'admin' })}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list' }),
+    })
+    expect(res.status).toBe(415)
+    expect(res.headers.get('x-request-id')).toBeTruthy()
+    const body = await errorOf(res)
+    expect(body).toMatchObject({ jsonrpc: '2.0', id: 7, error: { code: -32600, message: 'content-type must be application/json' } })
+  })
+
+  it('accepts application/json with a charset parameter and in another case (the 415 check is not over-strict)', async () => {
+    const res = await callWorker(MCP_URL(), {
+      method: 'POST',
+      headers: { 'content-type': 'Application/JSON; charset=utf-8', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${await mintToken({ role: 'admin' })}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'ping' }),
+    })
+    expect(res.status).toBe(200)
   })
 
   it('serves an allowed Origin', async () => {

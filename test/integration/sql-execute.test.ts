@@ -12,19 +12,36 @@ import { ATTACKS, BUSINESS_TABLES, LEGIT } from '../support/sql-cases.ts'
 
 const opts: ExecuteOptions = { allowedTables: BUSINESS_TABLES, maxRows: 500, maxBytes: 256 * 1024 }
 
-/** Row counts of every table an attack could touch, and the schema's size. */
-async function snapshot(): Promise<Record<string, number>> {
-  const tables = ['customers', 'orders', 'products', 'tickets', 'audit_log', 'audit_checkpoint']
-  const out: Record<string, number> = {}
-  for (const t of tables) {
-    const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${t}`).first<{ n: number }>()
-    out[t] = row?.n ?? -1
-  }
-  const schema = await env.DB.prepare('SELECT count(*) AS n, group_concat(name) AS names FROM sqlite_master').first<{ n: number; names: string }>()
-  out.sqlite_master = schema?.n ?? -1
-  const fts = await env.DB.prepare('SELECT count(*) AS n FROM search_index').first<{ n: number }>()
-  out.search_index = fts?.n ?? -1
+/**
+ * What "the database is unchanged" means: a content digest of every table in
+ * sqlite_schema (business tables, the audit log and checkpoint, the FTS table
+ * and its shadow tables, whatever else is there), and the schema itself (type,
+ * name, table and SQL text of every entry). Rows are digested in a stable
+ * order (sorted JSON of every column), so only a change of content counts.
+ */
+async function snapshot(): Promise<Record<string, string>> {
+  const entries = await env.DB.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name').all<{ type: string; name: string; tbl_name: string; sql: string | null }>()
+  const out: Record<string, string> = { sqlite_schema: await digest(entries.results) }
+  // D1 keeps its own _cf_ tables out of reach of queries
+  const tables = entries.results.filter((e) => e.type === 'table' && !e.name.startsWith('_cf_')).map((e) => e.name)
+  const columns = await env.DB.prepare(
+    "SELECT m.name AS t, group_concat(p.name, char(31)) AS cols FROM sqlite_schema m, pragma_table_info(m.name) p WHERE m.type = 'table' AND substr(m.name, 1, 4) <> '_cf_' GROUP BY m.name",
+  ).all<{ t: string; cols: string }>()
+  const colsOf = new Map(columns.results.map((r) => [r.t, r.cols.split('\u001f')]))
+  const id = (name: string) => `"${name.replace(/"/g, '""')}"`
+  // one round trip: per table its row count and every row (quote() of each column, blobs too), sorted
+  const parts = tables.map((t) => {
+    const row = (colsOf.get(t) ?? []).map((c) => `quote(${id(c)})`).join(" || ',' || ")
+    return `SELECT '${t.replace(/'/g, "''")}' AS t, (SELECT count(*) FROM ${id(t)}) AS n, (SELECT group_concat(r, char(10)) FROM (SELECT ${row || "''"} AS r FROM ${id(t)} ORDER BY r)) AS content`
+  })
+  const dump = await env.DB.batch<{ t: string; n: number; content: string | null }>(parts.map((q) => env.DB.prepare(q)))
+  for (const { t, n, content } of dump.map((r) => r.results[0]!)) out[t] = `${n}:${await digest(content ?? '')}`
   return out
+}
+
+async function digest(value: unknown): Promise<string> {
+  const bytes = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify(value)))
+  return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, '0')).join('')
 }
 
 function expectOk(result: ExecuteResult): asserts result is Extract<ExecuteResult, { ok: true }> {
@@ -58,11 +75,13 @@ function recordingD1(): { db: Pick<D1Database, 'prepare'>; received: number[] } 
   return { db, received }
 }
 
-let before: Record<string, number>
+let before: Record<string, string>
 
 beforeAll(async () => {
   before = await snapshot()
-  expect(before).toMatchObject({ customers: 60, orders: 300, products: 120 })
+  expect(before).toMatchObject({ customers: expect.stringMatching(/^60:/), orders: expect.stringMatching(/^300:/), products: expect.stringMatching(/^120:/) })
+  // every table is covered, the hidden ones included
+  expect(Object.keys(before)).toEqual(expect.arrayContaining(['sqlite_schema', 'audit_log', 'audit_checkpoint', 'tickets', 'search_index', 'search_index_data', 'search_index_config']))
 })
 
 describe('refuses every attack and leaves the database unchanged', () => {
@@ -503,5 +522,37 @@ describe('SQLite behaviours the guard is built around', () => {
     const result = await executeReadOnly(env.DB, sql, opts)
     expectOk(result)
     expect(result.rows).toEqual([{ n: 10000, top: 10000 }])
+  })
+})
+
+// Last in the file: these change the database on purpose (and the FTS shadow
+// tables do not return to the same bytes), so they run after every attack.
+describe('the "database unchanged" snapshot sees a change of content and of schema', () => {
+  it('a changed value in one row, with the same row count, changes the snapshot', async () => {
+    const start = await snapshot()
+    const row = await env.DB.prepare("SELECT name FROM customers WHERE id = 'cus_001'").first<{ name: string }>()
+    await env.DB.prepare("UPDATE customers SET name = name || '!' WHERE id = 'cus_001'").run()
+    try {
+      const after = await snapshot()
+      expect(after.customers).not.toBe(start.customers)
+      expect(after.customers!.startsWith('60:')).toBe(true)
+    } finally {
+      // (the FTS triggers rewrite their shadow tables, so only the business row is back as it was)
+      await env.DB.prepare("UPDATE customers SET name = ?1 WHERE id = 'cus_001'").bind(row!.name).run()
+    }
+    expect((await snapshot()).customers).toBe(start.customers)
+  })
+
+  it('a new index (schema text only, no row changed) changes the snapshot', async () => {
+    const start = await snapshot()
+    await env.DB.prepare('CREATE INDEX snapshot_probe ON products (name)').run()
+    try {
+      const after = await snapshot()
+      expect(after.sqlite_schema).not.toBe(start.sqlite_schema)
+      expect({ ...after, sqlite_schema: '' }).toEqual({ ...start, sqlite_schema: '' })
+    } finally {
+      await env.DB.prepare('DROP INDEX snapshot_probe').run()
+    }
+    expect(await snapshot()).toEqual(start)
   })
 })

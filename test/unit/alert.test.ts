@@ -18,6 +18,7 @@ describe('AlertThrottle', () => {
     const throttle = new AlertThrottle({ now: c.now })
     const first = throttle.offer(key, failure(0))
     expect(first).toEqual({
+      id: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
       kind: 'error', tool: 'search', requestId: 'req-0', sub: 'alice', count: 1,
       firstAt: '2026-01-01T00:00:00.000Z', lastAt: '2026-01-01T00:00:00.000Z',
     })
@@ -71,6 +72,7 @@ describe('AlertThrottle', () => {
     expect(throttle.flush()).toEqual([]) // window not over yet
     c.advance(60_000)
     expect(throttle.flush()).toEqual([{
+      id: expect.any(String),
       kind: 'error', tool: 'search', requestId: 'req-4', sub: 'alice', count: 4,
       firstAt: '2026-01-01T00:00:01.000Z', lastAt: '2026-01-01T00:00:04.000Z', detail: 'boom 4',
     }])
@@ -151,7 +153,7 @@ describe('alert signatures', () => {
 
 describe('deliverAlert', () => {
   const alert: Alert = {
-    kind: 'timeout', tool: 'search', requestId: 'req-1', sub: 'alice', count: 3,
+    id: '6f1c1f0e-3b2a-4c1d-9e8f-0a1b2c3d4e5f', kind: 'timeout', tool: 'search', requestId: 'req-1', sub: 'alice', count: 3,
     firstAt: '2026-01-01T00:00:00.000Z', lastAt: '2026-01-01T00:00:30.000Z', detail: 'upstream ada@acme.example timed out',
   }
 
@@ -209,15 +211,74 @@ describe('deliverAlert', () => {
 
   it('network failures and error statuses are logged, never thrown', async () => {
     const r = recorder()
+    const noWait = async () => undefined
     const failing = (async () => { throw new TypeError('connect ECONNREFUSED') }) as typeof fetch
-    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: failing, log: r.log })).resolves.toBeUndefined()
+    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: failing, log: r.log, attempts: 1 })).resolves.toBeUndefined()
     const status500 = (async () => new Response('nope', { status: 500 })) as typeof fetch
-    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: status500, log: r.log })).resolves.toBeUndefined()
+    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: status500, log: r.log, attempts: 1 })).resolves.toBeUndefined()
     expect(r.lines).toEqual([
       expect.objectContaining({ level: 'error', msg: 'alert delivery failed', error: 'TypeError: connect ECONNREFUSED' }),
       expect.objectContaining({ level: 'error', msg: 'alert delivery failed', status: 500 }),
     ])
     const throwingLog = () => { throw new Error('log sink down') }
-    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: failing, log: throwingLog })).resolves.toBeUndefined()
+    await expect(deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: failing, log: throwingLog, sleep: noWait })).resolves.toBeUndefined()
+  })
+
+  it('POSTs with redirect: manual, and a 3xx answer is a failed delivery, logged and not followed or retried', async () => {
+    const r = recorder()
+    const calls: RequestInit[] = []
+    const redirecting = (async (_input: RequestInfo | URL, init?: RequestInit) => {
+      calls.push(init ?? {})
+      return new Response(null, { status: 307, headers: { location: 'https://elsewhere.example/steal' } })
+    }) as typeof fetch
+    await deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: redirecting, log: r.log, sleep: async () => undefined })
+    expect(calls).toHaveLength(1)
+    expect(calls[0]!.redirect).toBe('manual')
+    expect(r.lines).toEqual([expect.objectContaining({ level: 'error', status: 307, msg: expect.stringContaining('redirect, which is not followed') })])
+  })
+
+  it('retries network failures, 429 and 5xx with the same alert id and body, each attempt freshly signed', async () => {
+    const r = recorder()
+    const seen: { body: string; headers: Headers }[] = []
+    const answers = [503, 429, 200]
+    const flaky = (async (_input: RequestInfo | URL, init?: RequestInit) => {
+      seen.push({ body: String(init?.body), headers: new Headers(init?.headers) })
+      return new Response(null, { status: answers[seen.length - 1] ?? 200 })
+    }) as typeof fetch
+    let now = Date.UTC(2026, 0, 1)
+    const waits: number[] = []
+    await deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: flaky, log: r.log, now: () => now, sleep: async (ms) => { waits.push(ms); now += ms } })
+    expect(seen).toHaveLength(3)
+    expect(new Set(seen.map((s) => JSON.parse(s.body).id))).toEqual(new Set([alert.id]))
+    expect(new Set(seen.map((s) => s.headers.get('idempotency-key')))).toEqual(new Set([alert.id]))
+    expect(new Set(seen.map((s) => s.body)).size).toBe(1)
+    for (const s of seen) expect(await verifyAlertSignature(s.body, s.headers.get(ALERT_SIGNATURE_HEADER), 's', now / 1000)).toBe(true)
+    expect(waits).toEqual([500, 1000])
+    expect(r.lines.map((l) => l.msg)).toEqual(['alert delivery retry', 'alert delivery retry', 'alert delivered'])
+    expect(r.lines[2]).toMatchObject({ id: alert.id, attempt: 3 })
+  })
+
+  it('gives up after `attempts` and does not retry a 4xx refusal', async () => {
+    const r = recorder()
+    let calls = 0
+    const down = (async () => { calls++; throw new TypeError('fetch failed') }) as typeof fetch
+    await deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: down, log: r.log, attempts: 3, sleep: async () => undefined })
+    expect(calls).toBe(3)
+    expect(r.lines.at(-1)).toMatchObject({ level: 'error', msg: 'alert delivery failed', attempts: 3 })
+    calls = 0
+    const refused = (async () => { calls++; return new Response(null, { status: 400 }) }) as typeof fetch
+    await deliverAlert(alert, { url: 'https://hooks.example/a', secret: 's', fetch: refused, log: r.log, sleep: async () => undefined })
+    expect(calls).toBe(1)
+  })
+
+  it('every alert the throttle emits has its own id; an alert keeps its id however often it is delivered', () => {
+    const c = clock()
+    const throttle = new AlertThrottle({ now: c.now, windowMs: 1000 })
+    const ids = new Set<string>()
+    for (let i = 0; i < 50; i++) {
+      const a = throttle.offer({ tool: `t${i}`, kind: 'error' }, failure(i))
+      ids.add(a!.id)
+    }
+    expect(ids.size).toBe(50)
   })
 })

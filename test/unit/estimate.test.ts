@@ -155,7 +155,10 @@ describe('estimateTokens', () => {
   })
 
   it('does not split surrogate pairs into two charges or choke on lone surrogates', () => {
-    expect(estimateTokens('😀')).toBe(estimateTokens('\ud83d\ude00'))
+    // a pair is one astral character (3.15), not two lone surrogates (3.15 + 3)
+    expect(estimateTokens('😀'.repeat(100))).toBe(315)
+    expect(estimateTokens('\ude00'.repeat(100) + '\ud83d'.repeat(100))).toBe(615) // 200 lone surrogates (low before high): charged one by one, 3 + 3.15
+    expect(estimateTokens('\ud83d \ude00')).toBeGreaterThan(estimateTokens('\ud83d\ude00')) // a space between breaks the pair
     expect(estimateTokens('\ud83d')).toBeGreaterThanOrEqual(1)
     expect(estimateTokens('\ude00x')).toBeGreaterThanOrEqual(1)
   })

@@ -187,3 +187,102 @@ describe('identifiers are not personal data', () => {
     expect(redactText('63799822-9136-4236-b2ec-95fc75e2956b: call 555-123-4567')).toBe('63799822-9136-4236-b2ec-95fc75e2956b: call [redacted-phone]')
   })
 })
+
+describe('redaction gaps of issue #13 (item 5)', () => {
+  const KEYS: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
+
+  it.each([
+    ['a bare 16-digit card number', 'paid with 4111111111111111 today', 'paid with [redacted-card] today'],
+    ['a card number in groups of four with spaces', 'card 4111 1111 1111 1111 ok', 'card [redacted-card] ok'],
+    ['a card number in groups of four with dashes', 'card 5555-5555-5555-4444.', 'card [redacted-card].'],
+    ['a 15-digit Amex number', 'amex 378282246310005', 'amex [redacted-card]'],
+    ['a 13-digit card number', 'old visa 4222222222222', 'old visa [redacted-card]'],
+    ['a 19-digit card number', 'card 6304000000000000000', 'card [redacted-card]'],
+    ['a card number right after a label', 'card:4111111111111111', 'card:[redacted-card]'],
+  ])('redacts %s', (_name, text, expected) => {
+    expect(redactText(text)).toBe(expected)
+  })
+
+  it('a 16-digit run that fails the Luhn check is still redacted (as a long number), never kept', () => {
+    expect(redactText('ref 4111111111111112')).toBe('ref [redacted-phone]')
+    expect(redactText('ref 12345678901234567890123')).toBe('ref [redacted-phone]')
+  })
+
+  it.each([
+    ['Tel:', 'Tel:+14155550123'], ['TEL:', 'TEL:4155550123'], ['tel:', 'tel:415-555-0123'], ['phone:', 'phone:4155550123'],
+    ['PHONE:', 'PHONE:415-555-0123'], ['Phone:', 'Phone:(415) 555-0123'], ['fax:', 'fax:(415) 555-0123'], ['FAX:', 'FAX:4155550123'],
+    ['Mobile:', 'Mobile:415 555 0123'],
+  ])('redacts a number glued to the label %s, in any case', (label, text) => {
+    expect(redactText(`${text} please`)).toBe(`${label}[redacted-phone] please`)
+  })
+
+  it.each([
+    ['en dashes', 'call 415\u2013555\u20130123'],
+    ['non-breaking hyphens (U+2011)', 'call 415\u2011555\u20110123'],
+    ['slashes', 'call 415/555/0123'],
+    ['full-width digits', 'call \uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13'],
+    ['full-width digits and full-width hyphens', 'call \uff14\uff11\uff15\uff0d\uff15\uff15\uff15\uff0d\uff10\uff11\uff12\uff13'],
+    ['full-width plus and ideographic spaces', 'call \uff0b\uff11\u3000\uff14\uff11\uff15\u3000\uff15\uff15\uff15\u3000\uff10\uff11\uff12\uff13'],
+  ])('redacts a phone number written with %s', (_name, text) => {
+    expect(redactText(text)).toBe('call [redacted-phone]')
+  })
+
+  it('redacts an e-mail address with a full-width at sign', () => {
+    expect(redactText('write to ada\uff20acme.example now')).toBe('write to [redacted-email] now')
+  })
+
+  it.each([
+    ['secret=', 'secret=hunter2abc', 'secret=[redacted-token]'],
+    ['Secret: "…"', 'Secret: "s3cr3tvalue"', 'Secret: "[redacted-token]"'],
+    ['password=', 'password=hunter22', 'password=[redacted-token]'],
+    ['PASSWORD =', 'PASSWORD = hunter22', 'PASSWORD = [redacted-token]'],
+    ['pwd=', 'login pwd=hunter22 ok', 'login pwd=[redacted-token] ok'],
+    ['token=', 'token=abcdefgh', 'token=[redacted-token]'],
+    ['passphrase:', 'passphrase: correct-horse', 'passphrase: [redacted-token]'],
+  ])('redacts the value after %s in free text', (_name, text, expected) => {
+    expect(redactText(text)).toBe(expected)
+  })
+
+  it('keeps what is not personal data: dates, times, prices, versions, IPs, paths, ratios, ids, short full-width numbers', () => {
+    const text = 'order 2026-01-15 at 12:30:45, price 12.50, id ord_0001, v1.2.3, ip 10.0.0.1, 01/15/2026, /a/12345/67890, 3/4, \uff14\uff11\uff15 items'
+    expect(redactText(text)).toBe(text)
+  })
+
+  it('keeps UUIDs whose groups are all digits (they are not cards)', () => {
+    const id = '41111111-1111-1111-1111-111111111111'
+    expect(redactText(`request ${id}`)).toBe(`request ${id}`)
+  })
+
+  it.each(['phoneNumber', 'PhoneNumber', 'phone_number', 'EMAIL_ADDRESS', 'emailAddress', 'e-mail', 'contactEmail', 'mobile', 'Mobile', 'mobileNumber', 'tel', 'fax', 'cellPhone', 'homeAddress', 'street_address', 'billing.address'])(
+    'redacts the value under the key %s (case and camelCase/snake_case/kebab-case normalised, synonyms of phone/email/address)',
+    (key) => {
+      expect(redact({ [key]: 'Mainstreet 1', id: 'cus_001' }, KEYS)).toEqual({ [key]: '[redacted]', id: 'cus_001' })
+    },
+  )
+
+  it('does not redact keys that merely contain a sensitive word inside another word', () => {
+    const input = { telemetry: 1, cellar: 'x', mailbox_count: 2, customerId: 'cus_001', status: 'paid' }
+    expect(redact(input, KEYS)).toEqual({ ...input, mailbox_count: 2 })
+  })
+
+  it('credential keys are matched by word too: accessToken, API-Key, clientSecret', () => {
+    expect(redact({ accessToken: 'a', 'API-Key': 'b', clientSecret: 'c', keep: 'd' }, new Set())).toEqual({ accessToken: '[redacted]', 'API-Key': '[redacted]', clientSecret: '[redacted]', keep: 'd' })
+  })
+
+  it('redaction of full-width and card text stays fast on hostile input', () => {
+    for (const unit of ['4111 ', '1-', '\uff11\uff0d', '\uff11 ', '1/', 'tel:1 ']) {
+      const text = unit.repeat(Math.ceil(100_000 / unit.length))
+      const out = redactText(text)
+      expect(out.length, unit).toBeGreaterThan(0)
+    }
+  })
+})
+
+describe('dates are not phone numbers, also in lists and parentheses', () => {
+  it('keeps "(supported versions: 2025-11-25, 2024-10-07, 2026-07-28)" and "2024-10-07 2026-07-28"', () => {
+    for (const text of ['(supported versions: 2025-11-25, 2024-10-07, 2026-07-28)', 'versions 2024-10-07 2026-07-28', 'on (2026-01-15)']) {
+      expect(redactText(text)).toBe(text)
+    }
+    expect(redactText('call (415) 555-0123')).toBe('call [redacted-phone]')
+  })
+})

@@ -303,3 +303,60 @@ describe('non-ASCII outside quotes (issue #13 item 1)', () => {
     expect(guardQuery("SELECT id FROM orders WHERE id = 'caf\u00e9 ''\u00a0'''", o).ok).toBe(true)
   })
 })
+
+describe('SQL guard: identifiers are checked against what is in scope (issue #13, item 1)', () => {
+  const NBSP = '\u00a0'
+
+  it.each([
+    ['a column as the LIMIT', 'SELECT id FROM customers LIMIT id', 'LIMIT and OFFSET take a number'],
+    ['a column as the OFFSET', 'SELECT id FROM customers LIMIT 5 OFFSET tier', 'tier is not one'],
+    ['the comma form LIMIT x, table (the issue #13 shape, ASCII)', 'SELECT * FROM (SELECT 1) LIMIT x, audit_log', 'LIMIT and OFFSET take a number'],
+    ['a qualified column in LIMIT', 'SELECT id FROM customers c LIMIT c.id', 'c.id is not one'],
+    ['an expression over a column in LIMIT', 'SELECT id FROM customers LIMIT 1 + length(name)', 'name is not one'],
+    ['a qualifier that names no FROM source', 'SELECT x.id FROM customers c', 'no table, alias or CTE named x'],
+    ['a qualifier naming a protected table in ORDER BY', 'SELECT id FROM customers ORDER BY audit_log.seq', 'named audit_log'],
+    ['a qualifier out of scope in a window definition', 'SELECT sum(1) OVER (PARTITION BY o.status) FROM customers c', 'named o'],
+    ['a qualifier out of scope in a WINDOW clause', 'SELECT sum(1) OVER w FROM customers c WINDOW w AS (ORDER BY z.id)', 'named z'],
+    ['a qualified star of an unknown source', 'SELECT q.* FROM customers', 'q.*'],
+    ['main.<table>.<column> of a table not in FROM', 'SELECT main.orders.id FROM customers', 'named orders'],
+    ['an unknown window name after OVER', 'SELECT row_number() OVER w FROM customers', 'defines no window named w'],
+    ['a window based on one not defined before it', 'SELECT row_number() OVER b FROM customers WINDOW b AS (a ORDER BY id), a AS (PARTITION BY tier)', 'based on window a'],
+    ['OVER (base ...) with an unknown base', 'SELECT row_number() OVER (w ORDER BY id) FROM customers', 'defines no window named w'],
+  ])('refuses %s', (_name, sql, message) => {
+    const result = guardQuery(sql, opts)
+    expect(result).toMatchObject({ ok: false, code: 'identifier_not_in_scope' })
+    if (!result.ok) expect(result.message).toContain(message)
+  })
+
+  it('refuses main.<schema>.<column> forms other than main', () => {
+    expect(guardQuery('SELECT temp.customers.id FROM customers', opts)).toMatchObject({ ok: false, code: 'schema_not_allowed' })
+  })
+
+  it.each([
+    ['literal LIMIT and OFFSET', 'SELECT id FROM customers LIMIT 5 OFFSET 10'],
+    ['a constant expression in LIMIT', 'SELECT id FROM customers LIMIT 2 * 5'],
+    ['a scalar subquery in LIMIT (its own scope)', 'SELECT id FROM customers LIMIT (SELECT count(*) FROM orders WHERE orders.status = \'paid\')'],
+    ['an alias qualifier', 'SELECT c.id, c.name FROM customers c ORDER BY c.name'],
+    ['the table name as qualifier', 'SELECT customers.id FROM customers ORDER BY customers.id'],
+    ['main.<table>.<column>', 'SELECT main.customers.id FROM main.customers'],
+    ['a qualified star', 'SELECT o.* FROM orders o'],
+    ['both sides of a join', 'SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id'],
+    ['a correlated subquery naming the outer alias', 'SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)'],
+    ['a subquery alias', 'SELECT s.n FROM (SELECT count(*) AS n FROM orders) s'],
+    ['a CTE as qualifier', 'WITH t AS (SELECT id FROM customers) SELECT t.id FROM t ORDER BY t.id'],
+    ['a named window', 'SELECT row_number() OVER w FROM customers c WINDOW w AS (PARTITION BY c.tier ORDER BY c.id)'],
+    ['a window built on an earlier one', 'SELECT row_number() OVER b FROM customers WINDOW a AS (PARTITION BY tier), b AS (a ORDER BY id)'],
+    ['OVER (base ...) on a defined window', 'SELECT row_number() OVER (a ORDER BY id) FROM customers WINDOW a AS (PARTITION BY tier)'],
+    ['unqualified columns in ORDER BY (left to SQLite)', 'SELECT id AS i FROM customers ORDER BY i, name'],
+  ])('accepts %s', (_name, sql) => {
+    const result = guardQuery(sql, opts)
+    if (!result.ok) throw new Error(`${result.code}: ${result.message}`)
+  })
+
+  it('refuses the issue #13 U+00A0 input on the scope check alone (non-ASCII check switched off)', () => {
+    const sql = `SELECT * FROM (SELECT seq, sub, token_id, input_json FROM (SELECT 1) LIMIT${NBSP}, audit_log) WHERE seq >= 2`
+    expect(guardQuery(sql, opts, { allowNonAscii: true })).toMatchObject({ ok: false, code: 'identifier_not_in_scope' })
+    // and with both switched off, the guard of before issue #13 let it through
+    expect(guardQuery(sql, opts, { allowNonAscii: true, skipScopeChecks: true })).toMatchObject({ ok: true, tables: [] })
+  })
+})

@@ -1,0 +1,213 @@
+// AuditSequencer: the one writer of an audit chain (a SQLite-backed Durable
+// Object addressed by idFromName('chain-<n>'), n = chainOf(sub, AUDIT_CHAINS);
+// see chains.ts). It writes chain n's rows with audit_log.chain = n; an object
+// whose name is not 'chain-<n>' refuses every call.
+//
+// RPC methods:
+//   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
+//     Seals the record as head.seq + 1 in arrival order (chain.ts sealRow,
+//     the same canonical form audit:verify checks) and writes the sealed row
+//     to this object's own transactional storage (the `outbox` table) before
+//     returning: "accepted" means durable. Rows are then group-committed to
+//     D1: one flush in flight at a time, and everything accepted meanwhile
+//     goes into the next single db.batch(), in seq order. The D1 INSERT is
+//     idempotent by seq (ON CONFLICT DO NOTHING, then the stored hash is
+//     compared), so a flush retried after a crash never duplicates a row.
+//     When D1 fails the outbox is kept and an alarm retries the drain (1 s,
+//     doubling to 30 s). One `audit_head` info line per flush (not per row)
+//     anchors the chain outside D1.
+//   commit(statements: SqlStatement[], record: AuditRecord, opts?: { requireChange?: boolean }):
+//     Promise<CommitOutcome>
+//     Flushes the outbox first, then runs the business statements (as data:
+//     { sql, params }) and the sealed audit INSERT in ONE D1 batch (one
+//     transaction). With requireChange the batch is applied only when the
+//     last business statement changed a row (store.ts auditStatement). On any
+//     failure the head is not advanced, so the seq is not consumed: a failed
+//     batch leaves neither the change nor the row and returns applied=false
+//     ('batch_failed', detail logged as audit_commit_failed; 'unavailable'
+//     when the outbox could not be drained first, as the mutation's row must
+//     follow every row accepted before it).
+//   drain(): Promise<number>
+//     Flushes the outbox to D1 now and resolves with the rows still pending
+//     (0 unless D1 is failing). A barrier for tests and operators.
+//   resync(): Promise<{ ok: true; head: ChainHead } | { ok: false; pending: number }>
+//     Drains, then reloads the head from D1. For after D1 was restored from
+//     a backup (Time Travel) or cleared: without it the next row would follow
+//     a head D1 no longer has. Refuses (ok=false) while rows are pending, so
+//     it never drops an accepted row.
+//
+// The head is loaded in blockConcurrencyWhile in the constructor: the newest
+// outbox row if any (not yet in D1), else D1's head (chainHead).
+import { DurableObject } from 'cloudflare:workers'
+import type { SqlStatement } from '../db/queries.ts'
+import { createLogger, type Logger } from '../log.ts'
+import { sealRow, type AuditRecord, type AuditRow, type ChainHead } from './chain.ts'
+import { parseChainName } from './chains.ts'
+import { auditStatement, chainHead, idempotentInsertStatement, isNoChange } from './store.ts'
+
+export type CommitOutcome =
+  | { applied: true; seq: number; hash: string }
+  | { applied: false; reason: 'no_change' | 'batch_failed' | 'unavailable' }
+
+/** Rows per D1 batch when draining (keeps one batch well under D1's limits). */
+const FLUSH_MAX_ROWS = 200
+const RETRY_MIN_MS = 1000
+const RETRY_MAX_MS = 30_000
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+}
+
+export class AuditSequencer extends DurableObject<Env> {
+  private readonly chain: number
+  private head: ChainHead = { seq: 0, hash: '' }
+  /** Serializes sealing (and commit), so seq follows arrival order. */
+  private tail: Promise<unknown> = Promise.resolve()
+  private flushing: Promise<void> | null = null
+  private failures = 0
+  private readonly log: Logger
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env)
+    const chain = parseChainName(ctx.id.name)
+    this.chain = chain ?? -1
+    this.log = createLogger({ component: 'audit_sequencer', chain: this.chain })
+    void ctx.blockConcurrencyWhile(async () => {
+      if (chain === undefined) return // every call refuses (named)
+      ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL)')
+      const last = ctx.storage.sql.exec<{ row: string }>('SELECT row FROM outbox ORDER BY seq DESC LIMIT 1').toArray()[0]
+      if (last) {
+        const row = JSON.parse(last.row) as AuditRow
+        this.head = { seq: row.seq, hash: row.hash }
+      } else {
+        this.head = await chainHead(env.DB, chain)
+      }
+    })
+  }
+
+  private async serial<T>(work: () => Promise<T>): Promise<T> {
+    if (this.chain < 0) throw new Error(`audit sequencer: addressed as "${this.ctx.id.name ?? '(no name)'}", not idFromName('chain-<n>')`)
+    const previous = this.tail
+    let release = () => {}
+    this.tail = new Promise<void>((resolve) => { release = resolve })
+    try {
+      await previous
+      return await work()
+    } finally {
+      release()
+    }
+  }
+
+  async append(record: AuditRecord): Promise<{ seq: number; hash: string }> {
+    const row = await this.serial(async () => {
+      const sealed = await sealRow(record, this.head)
+      this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', sealed.seq, JSON.stringify(sealed))
+      this.head = { seq: sealed.seq, hash: sealed.hash }
+      return sealed
+    })
+    // While D1 is failing the alarm owns the retries: no D1 attempt per append.
+    if (this.failures === 0) this.kick()
+    return { seq: row.seq, hash: row.hash }
+  }
+
+  async commit(statements: SqlStatement[], record: AuditRecord, opts: { requireChange?: boolean } = {}): Promise<CommitOutcome> {
+    if (opts.requireChange && statements.length === 0) throw new TypeError('commit: "requireChange" needs at least one statement')
+    return this.serial(async () => {
+      await this.flush()
+      if (this.pending() > 0) return { applied: false, reason: 'unavailable' } as const
+      const row = await sealRow(record, this.head)
+      const db = this.env.DB
+      const business = statements.map((s) => db.prepare(s.sql).bind(...s.params))
+      try {
+        await db.batch([...business, auditStatement(db, row, opts.requireChange ?? false, this.chain)])
+      } catch (error) {
+        if (opts.requireChange && isNoChange(error)) return { applied: false, reason: 'no_change' } as const
+        this.log('error', 'audit_commit_failed', { reason: reasonOf(error), seq_not_consumed: row.seq })
+        return { applied: false, reason: 'batch_failed' } as const
+      }
+      this.head = { seq: row.seq, hash: row.hash }
+      this.log('info', 'audit_head', { seq: row.seq, hash: row.hash, rows: 1 })
+      return { applied: true, seq: row.seq, hash: row.hash } as const
+    })
+  }
+
+  async drain(): Promise<number> {
+    await this.serial(async () => {})
+    await this.flush()
+    return this.pending()
+  }
+
+  async resync(): Promise<{ ok: true; head: ChainHead } | { ok: false; pending: number }> {
+    return this.serial(async () => {
+      await this.flush()
+      const pending = this.pending()
+      if (pending > 0) return { ok: false, pending } as const
+      this.head = await chainHead(this.env.DB, this.chain)
+      return { ok: true, head: { ...this.head } } as const
+    })
+  }
+
+  override async alarm(): Promise<void> {
+    await this.flush()
+  }
+
+  private pending(): number {
+    return this.ctx.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one().n
+  }
+
+  /** Starts a drain unless one is in flight. */
+  private kick(): void {
+    if (this.flushing) return
+    this.flushing = this.drainOutbox().finally(() => {
+      this.flushing = null
+    })
+  }
+
+  /** Resolves once the outbox is empty or D1 failed (alarm set). */
+  private async flush(): Promise<void> {
+    while (this.flushing) await this.flushing
+    if (this.pending() === 0) return
+    this.kick()
+    await this.flushing
+  }
+
+  private async drainOutbox(): Promise<void> {
+    const db = this.env.DB
+    for (;;) {
+      const rows = this.ctx.storage.sql
+        .exec<{ row: string }>('SELECT row FROM outbox ORDER BY seq LIMIT ?', FLUSH_MAX_ROWS)
+        .toArray()
+        .map((r) => JSON.parse(r.row) as AuditRow)
+      const last = rows[rows.length - 1]
+      if (!last) return
+      let results: D1Result[]
+      try {
+        results = await db.batch(rows.map((row) => idempotentInsertStatement(db, row, this.chain)))
+      } catch (error) {
+        this.failures += 1
+        const retryMs = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1))
+        this.log('warn', 'audit_flush_failed', { reason: reasonOf(error), pending: this.pending(), retry_ms: retryMs })
+        await this.ctx.storage.setAlarm(Date.now() + retryMs)
+        return
+      }
+      this.failures = 0
+      await this.checkSkipped(rows, results)
+      this.ctx.storage.sql.exec('DELETE FROM outbox WHERE seq <= ?', last.seq)
+      this.log('info', 'audit_head', { seq: last.seq, hash: last.hash, rows: rows.length })
+    }
+  }
+
+  /**
+   * A row D1 already had (changes = 0): normally an earlier flush that
+   * reached D1 before this object lost its outbox DELETE. If D1's row at
+   * that seq is a different one, the chain has a second writer: say so loudly.
+   */
+  private async checkSkipped(rows: AuditRow[], results: D1Result[]): Promise<void> {
+    for (const [i, row] of rows.entries()) {
+      if ((results[i]?.meta.changes ?? 1) > 0) continue
+      const stored = await this.env.DB.prepare('SELECT hash FROM audit_log WHERE chain = ?1 AND seq = ?2')
+        .bind(this.chain, row.seq).first<string>('hash')
+      if (stored !== row.hash) this.log('error', 'audit_seq_taken', { seq: row.seq, stored_hash: stored, replay: row })
+    }
+  }
+}
