@@ -65,6 +65,7 @@ let app: Hono<AppEnv> | undefined
 
 export { LimiterObject } from '../../src/limits/embedded.ts'
 export { DpopReplay } from '../../src/auth/dpop-replay.ts'
+export { AuditSequencer } from '../../src/audit/sequencer.ts'
 export default {
   fetch(request, env, ctx) {
     app ??= build(parseControls(env.BENCH_CONTROLS))
