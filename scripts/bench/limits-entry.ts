@@ -17,6 +17,8 @@ import { upstashLimiter } from '../../src/limits/upstash.ts'
 import { REQUEST_LIMITS } from '../../src/policy/policy.ts'
 
 export { LimiterObject }
+export { DpopReplay } from '../../src/auth/dpop-replay.ts'
+export { AuditSequencer } from '../../src/audit/sequencer.ts'
 
 interface BenchEnv extends Env {
   BENCH_UPSTASH_URL: string
