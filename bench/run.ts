@@ -53,6 +53,7 @@ const VARIANTS: Variant[] = [
     vars: (origin, jwks) => ({ AUTH_ISSUER: origin, AUTH_AUDIENCE: `${origin}/mcp`, AUTH_JWKS: jwks }),
     auth: async (env) => `Bearer ${await mintDevToken({ role: 'read-only', sub: 'bench', ttlSeconds: 3600, env })}`,
   },
+  { id: 'limits-off', label: 'mcp-bastion, limits off (store admits all)', config: 'bench/limits-off/wrangler.toml', vars: (origin, jwks) => ({ AUTH_ISSUER: origin, AUTH_AUDIENCE: `${origin}/mcp`, AUTH_JWKS: jwks }), auth: async (env) => `Bearer ${await mintDevToken({ role: 'read-only', sub: 'bench', ttlSeconds: 3600, env })}` },
 ]
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
