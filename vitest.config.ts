@@ -29,6 +29,7 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          globalSetup: ['./test/support/redis-global-setup.ts'],
         },
       },
       {
@@ -56,6 +57,8 @@ export default defineConfig({
           // whole-Worker call; this bounds a hang, it is not a speed assertion.
           testTimeout: 30_000,
           setupFiles: ['./test/support/apply-schema.ts'],
+          // redis-server + the Upstash REST proxy, for the limiter contract suite.
+          globalSetup: ['./test/support/redis-global-setup.ts'],
         },
       },
       {

@@ -52,6 +52,9 @@ const RawConfig = z
     AUTH_JWKS_CACHE_SECONDS: optionalText,
     LOG_LEVEL: optionalText,
     AUTH_DPOP: optionalText,
+    UPSTASH_REDIS_REST_URL: optionalText.pipe(httpsUrl('UPSTASH_REDIS_REST_URL').optional()),
+    UPSTASH_REDIS_REST_TOKEN: optionalText,
+    RATE_LIMIT_FAIL_MODE: optionalText,
   })
   .loose()
 
@@ -73,6 +76,10 @@ export interface Config {
   logLevel: LogLevel
   /** AUTH_DPOP (README "DPoP"): whether DPoP-bound tokens and proofs are accepted, or required. */
   dpop: DpopMode
+  /** Where rate windows and leases live: Upstash Redis when both UPSTASH_* are set, else the embedded Durable Object. */
+  limitStore: { kind: 'embedded' } | { kind: 'upstash'; url: string; token: string }
+  /** RATE_LIMIT_FAIL_MODE: what an unreachable limit store means ('closed': 503). */
+  rateLimitFailMode: 'closed' | 'open'
 }
 
 export const DPOP_MODES = ['off', 'allowed', 'required'] as const
@@ -176,6 +183,15 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
   }
 
+  // Limits: both Upstash settings or neither (half a configuration is a typo, not "use the embedded store").
+  if (raw.UPSTASH_REDIS_REST_URL && !raw.UPSTASH_REDIS_REST_TOKEN) return fail('UPSTASH_REDIS_REST_TOKEN', 'is required when UPSTASH_REDIS_REST_URL is set')
+  if (raw.UPSTASH_REDIS_REST_TOKEN && !raw.UPSTASH_REDIS_REST_URL) return fail('UPSTASH_REDIS_REST_URL', 'is required when UPSTASH_REDIS_REST_TOKEN is set')
+  const limitStore: Config['limitStore'] = raw.UPSTASH_REDIS_REST_URL
+    ? { kind: 'upstash', url: raw.UPSTASH_REDIS_REST_URL, token: raw.UPSTASH_REDIS_REST_TOKEN! }
+    : { kind: 'embedded' }
+  const rateLimitFailMode = (raw.RATE_LIMIT_FAIL_MODE ?? 'closed').toLowerCase()
+  if (rateLimitFailMode !== 'closed' && rateLimitFailMode !== 'open') return fail('RATE_LIMIT_FAIL_MODE', 'must be closed or open')
+
   return {
     ok: true,
     config: {
@@ -191,6 +207,8 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       requireAtJwt,
       logLevel,
       dpop: dpop as DpopMode,
+      limitStore,
+      rateLimitFailMode,
     },
   }
 }

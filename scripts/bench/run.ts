@@ -14,6 +14,7 @@ const BENCHES = [
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
   ['end to end over HTTP (wrangler dev)', 'http.ts'],
   ['DPoP: proof verifier, and Bearer vs DPoP through the Worker', 'dpop.ts'],
+  ['rate and concurrency limits (check cost per backend; throughput on vs off)', 'limits.ts'],
 ] as const
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu'

@@ -12,24 +12,52 @@
  *     Drops the lease id from each rule. Idempotent.
  *
  * Exactness: a Durable Object runs one request at a time and the handlers do
- * no I/O between reading and writing state, so concurrent callers of one key
- * are serialised; the count kept is exact. Leases carry an expiry (`ttlMs`)
- * so a holder that dies without releasing frees its slot.
+ * no I/O between reading and writing state (SQLite storage calls are
+ * synchronous), so concurrent callers of one key are serialised; the count
+ * kept is exact. Leases carry an expiry (`ttlMs`) so a holder that dies
+ * without releasing frees its slot.
  *
- * State lives in memory of the object. If the runtime evicts an idle object
- * its windows start empty again; an object is only evicted after it has been
- * idle, by which time short windows have mostly emptied anyway. This is the
- * documented trade-off against one storage write per call.
+ * Durability: the windows and leases live in the object's SQLite storage
+ * (`ctx.storage.sql`, tables `hits` and `leases`), mirrored in memory for the
+ * checks. A restart, a deploy or an eviction reloads them in the constructor,
+ * so neither a window nor a held lease is forgotten. Cost: one INSERT per
+ * rate rule and per lease on an accepted call, one DELETE per release, and a
+ * DELETE of the entries that slid out of a window; the RPC reply waits for
+ * those writes to be durable (the runtime's output gate). Refusals write
+ * nothing. An alarm at the end of the longest window deletes what expired,
+ * so an idle subject leaves empty tables behind, not a log.
  */
 import { DurableObject } from 'cloudflare:workers'
 import type { AcquireRequest, AcquireResult, ConcurrencyRule, Limiter } from './limiter.ts'
-import { LimitStoreError } from './limiter.ts'
+import { LimitStoreError, withStoreTimeout } from './limiter.ts'
 
-export class LimiterObject extends DurableObject {
+export class LimiterObject extends DurableObject<Env> {
   /** rule name → accepted call timestamps (ascending). */
   private readonly windows = new Map<string, number[]>()
   /** rule name → lease id → expiry (ms since epoch). */
   private readonly leases = new Map<string, Map<string, number>>()
+  private readonly sql: SqlStorage
+  /** When the cleanup alarm is due (ms), as far as this instance knows. */
+  private alarmAt = 0
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env)
+    this.sql = ctx.storage.sql
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS hits (rule TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS hits_rule_at ON hits (rule, at);
+      CREATE TABLE IF NOT EXISTS leases (rule TEXT NOT NULL, id TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (rule, id)) WITHOUT ROWID;`)
+    const now = Date.now()
+    for (const row of this.sql.exec<{ rule: string; at: number }>('SELECT rule, at FROM hits WHERE expires > ?1 ORDER BY rule, at', now)) {
+      let log = this.windows.get(row.rule)
+      if (log === undefined) this.windows.set(row.rule, (log = []))
+      log.push(row.at)
+    }
+    for (const row of this.sql.exec<{ rule: string; id: string; expires: number }>('SELECT rule, id, expires FROM leases WHERE expires > ?1', now)) {
+      let held = this.leases.get(row.rule)
+      if (held === undefined) this.leases.set(row.rule, (held = new Map()))
+      held.set(row.id, row.expires)
+    }
+  }
 
   acquire(req: AcquireRequest): AcquireResult {
     const now = Date.now()
@@ -60,29 +88,60 @@ export class LimiterObject extends DurableObject {
       }
     }
     const remaining = new Map<string, number>()
+    let horizon = now
     for (const rule of req.rates) {
       const log = this.windows.get(rule.name) ?? []
       log.push(now)
       this.windows.set(rule.name, log)
+      this.sql.exec('INSERT INTO hits (rule, at, expires) VALUES (?1, ?2, ?3)', rule.name, now, now + rule.windowMs)
       remaining.set(rule.name, rule.limit - log.length)
+      horizon = Math.max(horizon, now + rule.windowMs)
     }
     for (const rule of req.concurrency) {
       const held = this.liveLeases(rule.name, now)
       held.set(req.leaseId, now + rule.ttlMs)
+      this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', rule.name, req.leaseId, now + rule.ttlMs)
       remaining.set(rule.name, rule.max - held.size)
+      horizon = Math.max(horizon, now + rule.ttlMs)
     }
+    this.scheduleCleanup(horizon)
     return { ok: true, leaseId: req.leaseId, remaining }
   }
 
   release(_key: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
-    for (const rule of concurrency) this.leases.get(rule.name)?.delete(leaseId)
+    for (const rule of concurrency) {
+      if (this.leases.get(rule.name)?.delete(leaseId)) this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', rule.name, leaseId)
+    }
+  }
+
+  /** Deletes every expired entry; re-arms itself while anything is left. */
+  override alarm(): void {
+    const now = Date.now()
+    this.sql.exec('DELETE FROM hits WHERE expires <= ?1', now)
+    this.sql.exec('DELETE FROM leases WHERE expires <= ?1', now)
+    for (const [name, held] of this.leases) {
+      this.liveLeases(name, now)
+      if (held.size === 0) this.leases.delete(name)
+    }
+    const next = this.sql.exec<{ last: number | null }>('SELECT max(m) AS last FROM (SELECT max(expires) AS m FROM hits UNION ALL SELECT max(expires) FROM leases)').one().last
+    this.alarmAt = 0
+    if (next !== null) this.scheduleCleanup(next)
+  }
+
+  private scheduleCleanup(at: number): void {
+    if (this.alarmAt !== 0 && this.alarmAt >= Date.now() - 1000) return
+    this.alarmAt = at
+    void this.ctx.storage.setAlarm(at)
   }
 
   private prune(name: string, after: number): number[] {
     const log = this.windows.get(name) ?? []
     let drop = 0
     while (drop < log.length && (log[drop] ?? 0) <= after) drop++
-    if (drop > 0) log.splice(0, drop)
+    if (drop > 0) {
+      log.splice(0, drop)
+      this.sql.exec('DELETE FROM hits WHERE rule = ?1 AND at <= ?2', name, after)
+    }
     this.windows.set(name, log)
     return log
   }
@@ -98,22 +157,32 @@ export class LimiterObject extends DurableObject {
   }
 }
 
-/** The Limiter over the LIMITER namespace: one object per key, one RPC per call. */
-export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>): Limiter {
+export interface EmbeddedOptions {
+  /** Bound on one RPC to the object; past it the call fails with LimitStoreError (the middleware answers 503). */
+  timeoutMs: number
+}
+
+/** The Limiter over the LIMITER namespace: one object per key, one RPC per call, each bounded by `timeoutMs`. */
+export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
+  if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
   const stub = (key: string) => ns.get(ns.idFromName(key))
+  const fail = (what: string) => (error: unknown): never => {
+    if (error instanceof LimitStoreError) throw error
+    throw new LimitStoreError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`)
+  }
   return {
     async acquire(req) {
       try {
-        return await stub(req.key).acquire(req)
+        return await withStoreTimeout(Promise.resolve().then(() => stub(req.key).acquire(req)), opts.timeoutMs, 'limiter object')
       } catch (error) {
-        throw new LimitStoreError(`limiter object failed: ${error instanceof Error ? error.message : String(error)}`)
+        return fail('limiter object')(error)
       }
     },
     async release(key, concurrency, leaseId) {
       try {
-        await stub(key).release(key, concurrency, leaseId)
+        await withStoreTimeout(Promise.resolve().then(() => stub(key).release(key, concurrency, leaseId)), opts.timeoutMs, 'limiter release')
       } catch (error) {
-        throw new LimitStoreError(`limiter release failed: ${error instanceof Error ? error.message : String(error)}`)
+        fail('limiter release')(error)
       }
     },
   }

@@ -54,3 +54,20 @@ export interface Limiter {
   /** Releases the leases taken by `acquire`. Idempotent; unknown lease ids are ignored. */
   release(key: string, concurrency: readonly ConcurrencyRule[], leaseId: string): Promise<void>;
 }
+
+/** Rejects with LimitStoreError when `work` has not settled within `ms`: a hung store never holds a request. */
+export function withStoreTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LimitStoreError(`${what} timed out after ${ms} ms`)), ms)
+    work.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}

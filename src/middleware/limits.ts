@@ -5,12 +5,19 @@
 // timed out — invokeTool bounds it by the tool's timeout). Refusals: 429 with
 // Retry-After, RateLimit-Policy and RateLimit (IETF httpapi ratelimit-headers
 // draft syntax) and a JSON-RPC error; the audit layer records `rate_limited`.
-// A store error or timeout fails CLOSED: 503 with Retry-After.
+// A store error or timeout (REQUEST_LIMITS.storeTimeoutMs) fails CLOSED: 503
+// with Retry-After. RATE_LIMIT_FAIL_MODE=open serves the call unchecked
+// instead, logging a warning per call and an error once per isolate.
+// The store: Upstash Redis when UPSTASH_REDIS_REST_URL/TOKEN are set, else the
+// embedded LimiterObject Durable Object.
+import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
+import type { Config } from '../config.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
 import { POLICY, REQUEST_LIMITS } from '../policy/policy.ts'
 import { embeddedLimiter } from '../limits/embedded.ts'
+import { upstashLimiter } from '../limits/upstash.ts'
 import { LimitStoreError, type ConcurrencyRule, type Limiter, type RateRule } from '../limits/limiter.ts'
 
 /** Slack over the tool's own timeout before an unreleased lease expires by itself. */
@@ -47,11 +54,36 @@ export function policyHeader(rules: LimitRules): string {
   ].join(', ')
 }
 
-export const limits = (make: (env: Env) => Limiter = (env) => embeddedLimiter(env.LIMITER)) =>
+/** The configured store for this request (one stub or one module-scope client; nothing is built per call). */
+export function limiterFor(c: Context<AppEnv>): Limiter {
+  const store = c.var.config.limitStore
+  const timeoutMs = REQUEST_LIMITS.storeTimeoutMs
+  if (store.kind === 'upstash') {
+    return upstashLimiter(
+      { UPSTASH_REDIS_REST_URL: store.url, UPSTASH_REDIS_REST_TOKEN: store.token },
+      { timeoutMs, waitUntil: (work) => c.executionCtx.waitUntil(work.catch(() => undefined)) },
+    )
+  }
+  return embeddedLimiter(c.env.LIMITER, { timeoutMs })
+}
+
+/** Configurations already announced (once per isolate and configuration). */
+const announced = new WeakSet<Config>()
+
+export const limits = (make: (c: Context<AppEnv>) => Limiter = limiterFor) =>
   createMiddleware<AppEnv>(async function limits(c, next) {
-    const { rpc, principal } = c.var
+    const { rpc, principal, config } = c.var
+    if (!announced.has(config)) {
+      announced.add(config)
+      if (config.rateLimitFailMode === 'open') {
+        c.var.log('error', 'rate_limit_fail_open', {
+          store: config.limitStore.kind,
+          detail: 'RATE_LIMIT_FAIL_MODE=open: when the limit store is unreachable, calls are served WITHOUT rate or concurrency limits',
+        })
+      }
+    }
     const rules = rulesFor(rpc.method ?? '', rpc.toolName)
-    const limiter = make(c.env)
+    const limiter = make(c)
     const key = principal.sub
     const leaseId = c.var.requestId
     let result
@@ -59,6 +91,11 @@ export const limits = (make: (env: Env) => Limiter = (env) => embeddedLimiter(en
       result = await limiter.acquire({ key, rates: rules.rates, concurrency: rules.concurrency, leaseId })
     } catch (error) {
       if (!(error instanceof LimitStoreError)) throw error
+      if (config.rateLimitFailMode === 'open') {
+        c.var.log('warn', 'rate_limit_unchecked', { sub: key, store: config.limitStore.kind, error: error.message })
+        await next()
+        return
+      }
       throw new AppError('unavailable', { rpcId: rpc.id, headers: { 'retry-after': '1' }, detail: `limit store: ${error.message}` })
     }
     const policy = policyHeader(rules)

@@ -44,6 +44,12 @@ export const REQUEST_LIMITS = {
   otherMethods: { limit: 600, windowSeconds: 60 },
   /** tools/call in flight per `sub` (seed maxConcurrentRequests). */
   concurrentToolCalls: 5,
+  /**
+   * Bound on one round trip to the limit store (Durable Object RPC or Upstash
+   * REST call). Past it the call is refused with 503 (or served, under
+   * RATE_LIMIT_FAIL_MODE=open): a hung store never holds a request.
+   */
+  storeTimeoutMs: 1_000,
 } as const
 
 export interface PolicyInput {

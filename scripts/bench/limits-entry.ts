@@ -1,0 +1,89 @@
+// Bench-only Worker entry (never deployed; scripts/bench/limits.ts starts it
+// with wrangler.toml's bindings): the real Worker, with the limit store chosen
+// per request by the `x-bench-limits` header so every variant runs in the same
+// process over the same D1, interleaved:
+//   embedded  the LimiterObject Durable Object (production default)
+//   upstash   Upstash via the bench's local proxy (UPSTASH_* from BENCH_UPSTASH_URL/TOKEN)
+//   off       LIMITER answers every acquire at once, without a store: the
+//             middleware runs, the store round trip does not (the cost of a check)
+// POST /__bench/check?backend=embedded|upstash&batches=B&n=N times B batches of
+// N sequential acquire calls (limits high enough never to refuse; the lease is
+// released between calls, off the clock) and returns each batch's mean in µs
+// (Workers clocks advance at I/O, so a batch mean is what can be timed).
+import worker, { LimiterObject } from '../../src/index.ts'
+import { embeddedLimiter } from '../../src/limits/embedded.ts'
+import type { AcquireRequest, Limiter } from '../../src/limits/limiter.ts'
+import { upstashLimiter } from '../../src/limits/upstash.ts'
+import { REQUEST_LIMITS } from '../../src/policy/policy.ts'
+
+export { LimiterObject }
+
+interface BenchEnv extends Env {
+  BENCH_UPSTASH_URL: string
+  BENCH_UPSTASH_TOKEN: string
+}
+
+const noStore = {
+  idFromName: (name: string) => name,
+  get: () => ({
+    acquire: async (req: AcquireRequest) => ({ ok: true as const, leaseId: req.leaseId, remaining: new Map<string, number>() }),
+    release: async () => undefined,
+  }),
+} as unknown as DurableObjectNamespace<LimiterObject>
+
+/** One patched env object per variant and isolate (the config is parsed once per env object). */
+const patched = new WeakMap<object, Record<string, Env>>()
+function envFor(env: BenchEnv, variant: string): Env {
+  let byVariant = patched.get(env)
+  if (!byVariant) {
+    byVariant = {
+      embedded: env,
+      off: { ...env, LIMITER: noStore },
+      upstash: { ...env, UPSTASH_REDIS_REST_URL: env.BENCH_UPSTASH_URL, UPSTASH_REDIS_REST_TOKEN: env.BENCH_UPSTASH_TOKEN } as Env,
+    }
+    patched.set(env, byVariant)
+  }
+  const chosen = byVariant[variant]
+  if (!chosen) throw new Error(`x-bench-limits: unknown variant ${variant}`)
+  return chosen
+}
+
+async function check(url: URL, env: BenchEnv, ctx: ExecutionContext): Promise<Response> {
+  const backend = url.searchParams.get('backend') ?? 'embedded'
+  const batches = Number(url.searchParams.get('batches') ?? 50)
+  const n = Number(url.searchParams.get('n') ?? 20)
+  const timeoutMs = REQUEST_LIMITS.storeTimeoutMs
+  const limiter: Limiter =
+    backend === 'upstash'
+      ? upstashLimiter({ UPSTASH_REDIS_REST_URL: env.BENCH_UPSTASH_URL, UPSTASH_REDIS_REST_TOKEN: env.BENCH_UPSTASH_TOKEN }, { timeoutMs, waitUntil: (p) => ctx.waitUntil(p) })
+      : embeddedLimiter(env.LIMITER, { timeoutMs })
+  // The shape of a tools/call check (two windows + the per-sub lease), limits never reached.
+  const rates = [
+    { name: 'tools_call', limit: 1e9, windowMs: 60_000 },
+    { name: 'tool_get_customer', limit: 1e9, windowMs: 60_000 },
+  ]
+  const concurrency = [{ name: 'concurrent', max: 5, ttlMs: 35_000 }]
+  const key = `bench-check-${backend}`
+  const means: number[] = []
+  for (let b = -2; b < batches; b++) {
+    let spent = 0
+    for (let i = 0; i < n; i++) {
+      const leaseId = crypto.randomUUID()
+      const t = Date.now()
+      const result = await limiter.acquire({ key, rates, concurrency, leaseId })
+      spent += Date.now() - t
+      if (!result.ok) throw new Error(`bench check refused: ${JSON.stringify(result)}`)
+      await limiter.release(key, concurrency, leaseId)
+    }
+    if (b >= 0) means.push((spent / n) * 1000)
+  }
+  return Response.json({ backend, n, batches, meansMicros: means })
+}
+
+export default {
+  async fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Promise<Response> {
+    const url = new URL(request.url)
+    if (url.pathname === '/__bench/check') return check(url, env, ctx)
+    return worker.fetch(request, envFor(env, request.headers.get('x-bench-limits') ?? 'embedded'), ctx)
+  },
+} satisfies ExportedHandler<BenchEnv>

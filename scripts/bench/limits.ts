@@ -1,0 +1,147 @@
+// Cost of the rate and concurrency limits (issue #10), both backends, one run:
+//   check       median µs of one limit check (two windows + one lease, the
+//               shape of a tools/call), measured inside the Worker: median over
+//               batches of the per-call mean of N sequential acquire calls
+//   throughput  autocannon `tools/call get_customer` with limits off / on
+//               (embedded) / on (Upstash), interleaved rounds in ONE Worker
+//               process over one D1 (scripts/bench/limits-entry.ts picks the
+//               variant per request), so drift hits every variant alike.
+// Upstash here is a local redis-server behind the loopback Upstash REST proxy
+// (test/support/): its round trip is loopback + a Node proxy, not Upstash's
+// network latency (add a few ms per call in production, region-dependent).
+// Callers rotate over many `sub`s so no call is refused: the point is the cost
+// of checking, not of refusing.
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS (10)  BENCH_ROUNDS (3)
+// Exports runLimitsBench() for bench harnesses; `tsx scripts/bench/limits.ts` prints lines.
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import autocannon from 'autocannon'
+import { unstable_startWorker } from 'wrangler'
+import { demoDataStatements } from '../demo-data.ts'
+import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
+import { mintDevToken } from '../token.ts'
+import { freePort } from '../../test/support/redis-server.ts'
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
+const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10)
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
+const VARIANTS = ['off', 'embedded', 'upstash'] as const
+type VariantId = (typeof VARIANTS)[number]
+
+export interface LimitsBenchResult {
+  checkMedianMicros: Record<'embedded' | 'upstash', number>
+  /** Median req/s over rounds per variant, and the ratio to `off`. */
+  throughput: Record<VariantId, { reqPerSec: number; ratioToOff: number; non2xx: number }>
+}
+
+const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+
+function seed(persist: string, dir: string): void {
+  const data = join(dir, 'demo.sql')
+  writeFileSync(data, demoDataStatements().join(';\n') + ';\n')
+  for (const file of [join(ROOT, 'schema.sql'), data]) {
+    const r = spawnSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '-c', join(ROOT, 'wrangler.toml'), '--persist-to', persist, '--yes', '--file', file], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+    })
+    if (r.status !== 0) throw new Error(`seeding failed:\n${r.stdout}\n${r.stderr}`)
+  }
+}
+
+export async function runLimitsBench(log: (line: string) => void = console.log): Promise<LimitsBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-bench-limits-'))
+  // redis-server + the Upstash proxy in a process (group) of their own, away from autocannon's event loop.
+  const local = spawn(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'scripts/lib/upstash-local.ts')], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'inherit'] })
+  const [line] = (await once(local.stdout!, 'data')) as [Buffer]
+  const { url: upstashUrl, token } = JSON.parse(line.toString()) as { url: string; token: string }
+  const proxy = { url: upstashUrl }
+  const port = await freePort()
+  const origin = `http://127.0.0.1:${port}`
+  const env: DevEnv = { dir, isDefault: false, port, origin, issuer: origin, audience: `${origin}/mcp`, persistTo: join(dir, 'state') }
+  let worker: Awaited<ReturnType<typeof unstable_startWorker>> | undefined
+  try {
+    seed(env.persistTo!, dir)
+    const keys = await ensureKeys(env)
+    const plain = (value: string) => ({ type: 'plain_text' as const, value })
+    worker = await unstable_startWorker({
+      config: join(ROOT, 'wrangler.toml'),
+      entrypoint: join(ROOT, 'scripts/bench/limits-entry.ts'),
+      bindings: {
+        AUTH_ISSUER: plain(origin),
+        AUTH_AUDIENCE: plain(`${origin}/mcp`),
+        AUTH_JWKS: plain(JSON.stringify(keys.publicJwks)),
+        BENCH_UPSTASH_URL: plain(proxy.url),
+        BENCH_UPSTASH_TOKEN: plain(token),
+      },
+      envFiles: [],
+      sendMetrics: false,
+      dev: { inspector: false, server: { hostname: '127.0.0.1', port }, logLevel: 'warn', persist: env.persistTo!, watch: false, liveReload: false },
+    })
+    await worker.ready
+
+    // Limit check cost, per backend.
+    const checkMedianMicros = { embedded: NaN, upstash: NaN }
+    for (const backend of ['embedded', 'upstash'] as const) {
+      const res = await fetch(`${origin}/__bench/check?backend=${backend}&batches=50&n=20`, { method: 'POST' })
+      if (!res.ok) throw new Error(`check bench (${backend}): ${res.status} ${await res.text()}`)
+      const { meansMicros } = (await res.json()) as { meansMicros: number[] }
+      checkMedianMicros[backend] = median(meansMicros)
+      log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of 50 batches × 20 sequential calls; two windows + one lease)`)
+    }
+
+    // Throughput: enough subs that none reaches 60 calls a minute.
+    let minted = 0
+    const tokens = async (n: number) => Promise.all(Array.from({ length: n }, () => mintDevToken({ role: 'read-only', sub: `bench-limits-${minted++}`, ttlSeconds: 3600, env })))
+    // 100 subs: each stays far below 60 calls a minute, and their limiter state is warm (as for real callers).
+    const pool = await tokens(100)
+    let next = 0
+    const load = (variant: VariantId, seconds: number) =>
+      autocannon({
+        url: `${origin}/mcp`,
+        method: 'POST',
+        connections: CONNECTIONS,
+        duration: seconds,
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', 'x-bench-limits': variant },
+        requests: [{ body: BODY, setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${pool[next++ % pool.length]}` } }) }],
+      })
+    for (const v of VARIANTS) await load(v, 3)
+    const rps: Record<VariantId, number[]> = { off: [], embedded: [], upstash: [] }
+    const non2xx: Record<VariantId, number> = { off: 0, embedded: 0, upstash: 0 }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const v of VARIANTS) {
+        const r = await load(v, SECONDS)
+        rps[v].push(r.requests.average)
+        non2xx[v] += r.non2xx + r.errors
+      }
+    }
+    const off = median(rps.off)
+    const throughput = Object.fromEntries(
+      VARIANTS.map((v) => [v, { reqPerSec: median(rps[v]), ratioToOff: median(rps[v]) / off, non2xx: non2xx[v] }]),
+    ) as LimitsBenchResult['throughput']
+    for (const v of VARIANTS) {
+      const t = throughput[v]
+      log(`limits throughput ${v.padEnd(9)} ${t.reqPerSec.toFixed(0).padStart(5)} req/s  ×${t.ratioToOff.toFixed(2)} of off  (median of ${ROUNDS} interleaved ${SECONDS} s rounds, ${CONNECTIONS} connections; non-2xx ${t.non2xx})`)
+    }
+    return { checkMedianMicros, throughput }
+  } finally {
+    await worker?.dispose()
+    if (local.pid !== undefined) process.kill(-local.pid, 'SIGTERM')
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  runLimitsBench().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error)
+      process.exit(1)
+    },
+  )
+}

@@ -1,0 +1,221 @@
+/**
+ * Upstash limiter backend (issue #10): used when UPSTASH_REDIS_REST_URL and
+ * UPSTASH_REDIS_REST_TOKEN are set.
+ *
+ * Rates: `@upstash/ratelimit`, sliding window (its weighted two-window
+ * counter: atomic in one Lua script, so the count within a window is exact
+ * under any number of parallel callers; across a window boundary the previous
+ * window's share is weighted by the time left, which smooths the burst a
+ * fixed window allows at the boundary at the price of two small keys per
+ * subject and rule — no per-call log). One `Ratelimit` per (rule, limit,
+ * window), built once per isolate with a module-scope ephemeral cache: a
+ * subject already refused inside its window is refused again without a round
+ * trip.
+ *
+ * Concurrency: one Lua script (LEASE_SCRIPT) over a sorted set per rule, lease
+ * ids scored by expiry (Redis TIME + ttl): ZREMRANGEBYSCORE drops expired
+ * leases, ZCARD checks the cap, ZADD takes the lease; atomic, so exact, and a
+ * holder that died frees its slot once its lease expires.
+ *
+ * One round trip: the client auto-pipelines, and every command of a check
+ * (the rate scripts and the lease script) is issued in the same tick, so they
+ * travel in ONE POST /pipeline. Refused calls are compensated after the
+ * answer, in waitUntil: a lease taken while a rate said no is released, and
+ * rate windows that counted a call refused elsewhere are refunded (rate -1).
+ * Until then the call counts, which errs toward refusing, never toward
+ * letting more through. Releases also go in waitUntil (by the middleware).
+ *
+ * Failure: every HTTP call has its own AbortSignal.timeout and no retries;
+ * the library's own timeout, which would report success ("fail open"), is
+ * mapped to LimitStoreError like any other store error. The middleware turns
+ * LimitStoreError into 503 (or a pass under RATE_LIMIT_FAIL_MODE=open).
+ */
+import { Ratelimit } from '@upstash/ratelimit'
+import { Redis } from '@upstash/redis/cloudflare'
+import type { AcquireResult, ConcurrencyRule, Limiter, RateRule } from './limiter.ts'
+import { LimitStoreError, withStoreTimeout } from './limiter.ts'
+
+const PREFIX = 'bastion'
+
+/**
+ * KEYS: one sorted set per concurrency rule. ARGV[1] lease id, then per key
+ * its max and ttl (ms). Returns {0, free slots per key...} when every lease
+ * was taken, or {i, ms until the soonest lease of key i expires} when key i is
+ * full (nothing taken).
+ */
+export const LEASE_SCRIPT = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local max = tonumber(ARGV[2 * i])
+  if redis.call('ZSCORE', key, id) == false and redis.call('ZCARD', key) >= max then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, tonumber(first[2]) - now}
+  end
+end
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local max = tonumber(ARGV[2 * i])
+  local ttl = tonumber(ARGV[2 * i + 1])
+  redis.call('ZADD', key, now + ttl, id)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  out[#out + 1] = max - redis.call('ZCARD', key)
+end
+return out`
+
+async function sha1Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-1', new TextEncoder().encode(text))
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+/** Computed on first use (not at module load: no work in the Worker's global scope). */
+let leaseSha: Promise<string> | undefined
+
+export interface UpstashSettings {
+  UPSTASH_REDIS_REST_URL: string
+  UPSTASH_REDIS_REST_TOKEN: string
+}
+
+export interface UpstashOptions {
+  /** Bound on the check's round trip (and on each HTTP call the client makes). */
+  timeoutMs: number
+  /** Where compensations and `pending` go: the request's ctx.waitUntil. */
+  waitUntil: (work: Promise<unknown>) => void
+}
+
+interface Store {
+  redis: Redis
+  limiters: Map<string, Ratelimit>
+}
+
+/** Module scope: one client and one set of limiters per isolate and store (they hold no per-request state). */
+const stores = new Map<string, Store>()
+/** Module scope: the ephemeral cache shared by every Ratelimit (identifier → blocked until, ms). */
+const ephemeral = new Map<string, number>()
+
+function storeFor(settings: UpstashSettings, timeoutMs: number): Store {
+  const id = `${settings.UPSTASH_REDIS_REST_URL} ${settings.UPSTASH_REDIS_REST_TOKEN} ${timeoutMs}`
+  let store = stores.get(id)
+  if (store === undefined) {
+    const redis = Redis.fromEnv(settings, {
+      enableAutoPipelining: true,
+      // One attempt: a retry cannot fit in the time budget, and a refusal beats a late answer.
+      retry: { retries: 0 },
+      signal: () => AbortSignal.timeout(timeoutMs),
+      enableTelemetry: false,
+    })
+    store = { redis, limiters: new Map() }
+    stores.set(id, store)
+  }
+  return store
+}
+
+function ratelimitFor(store: Store, rule: RateRule, timeoutMs: number): { limiter: Ratelimit; prefix: string } {
+  const prefix = `${PREFIX}:rate:${rule.name}:${rule.limit}:${rule.windowMs}`
+  let limiter = store.limiters.get(prefix)
+  if (limiter === undefined) {
+    limiter = new Ratelimit({
+      redis: store.redis,
+      limiter: Ratelimit.slidingWindow(rule.limit, `${rule.windowMs} ms`),
+      prefix,
+      ephemeralCache: ephemeral,
+      timeout: timeoutMs,
+      analytics: false,
+    })
+    store.limiters.set(prefix, limiter)
+  }
+  return { limiter, prefix }
+}
+
+const leaseKey = (key: string, rule: ConcurrencyRule) => `${PREFIX}:lease:${rule.name}:${key}`
+
+function storeError(error: unknown): LimitStoreError {
+  if (error instanceof LimitStoreError) return error
+  return new LimitStoreError(`upstash: ${error instanceof Error ? error.message : String(error)}`)
+}
+
+/** Runs the lease script by hash, loading it once per Redis server (NOSCRIPT → EVAL). */
+function evalLease(redis: Redis, sha: string, keys: string[], args: (string | number)[]): Promise<number[]> {
+  return redis.evalsha<(string | number)[], number[]>(sha, keys, args).catch((error: unknown) => {
+    if (String(error).includes('NOSCRIPT')) return redis.eval<(string | number)[], number[]>(LEASE_SCRIPT, keys, args)
+    throw error
+  })
+}
+
+export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions): Limiter {
+  if (!(opts.timeoutMs > 0)) throw new Error('upstashLimiter: "timeoutMs" must be positive')
+  const store = storeFor(settings, opts.timeoutMs)
+  const { redis } = store
+
+  return {
+    async acquire(req): Promise<AcquireResult> {
+      const sha = await (leaseSha ??= sha1Hex(LEASE_SCRIPT))
+      const now = Date.now()
+      const rates = req.rates.map((rule) => ({ rule, ...ratelimitFor(store, rule, opts.timeoutMs) }))
+      // Already refused inside this window (ephemeral cache): no round trip, no lease.
+      for (const { rule, prefix } of rates) {
+        const until = ephemeral.get(`${prefix}:${req.key}`)
+        if (until !== undefined && until > now) {
+          return { ok: false, rule: rule.name, kind: 'rate', limit: rule.limit, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) }
+        }
+      }
+      // Everything below is issued in this tick: one auto-pipelined POST.
+      const rateCalls = rates.map(({ limiter }) => limiter.limit(req.key))
+      const keys = req.concurrency.map((rule) => leaseKey(req.key, rule))
+      const args: (string | number)[] = [req.leaseId, ...req.concurrency.flatMap((rule) => [rule.max, rule.ttlMs])]
+      const leaseCall = keys.length === 0 ? Promise.resolve([0]) : evalLease(redis, sha, keys, args)
+      const settled = await withStoreTimeout(Promise.allSettled([Promise.all(rateCalls), leaseCall]), opts.timeoutMs, 'upstash').catch((error: unknown) => {
+        throw storeError(error)
+      })
+      const [rateOutcome, leaseOutcome] = settled
+      const leaseTaken = leaseOutcome.status === 'fulfilled' && leaseOutcome.value[0] === 0 && keys.length > 0
+      const rateResults = rateOutcome.status === 'fulfilled' ? rateOutcome.value : []
+      for (const r of rateResults) opts.waitUntil(r.pending)
+
+      const release = () => {
+        if (leaseTaken) opts.waitUntil(Promise.all(keys.map((k) => redis.zrem(k, req.leaseId))).catch(() => undefined))
+      }
+      const refund = () => {
+        rates.forEach(({ limiter }, i) => {
+          if (rateResults[i]?.success === true) opts.waitUntil(limiter.limit(req.key, { rate: -1 }).catch(() => undefined))
+        })
+      }
+
+      if (rateOutcome.status === 'rejected' || leaseOutcome.status === 'rejected' || rateResults.some((r) => r.reason === 'timeout')) {
+        release()
+        if (rateOutcome.status === 'fulfilled') refund()
+        const cause = rateOutcome.status === 'rejected' ? rateOutcome.reason : leaseOutcome.status === 'rejected' ? leaseOutcome.reason : new Error('rate check timed out')
+        throw storeError(cause)
+      }
+
+      const refusedRate = rateResults.findIndex((r) => !r.success)
+      if (refusedRate !== -1) {
+        const rule = rates[refusedRate]!.rule
+        const reset = rateResults[refusedRate]!.reset
+        release()
+        refund()
+        return { ok: false, rule: rule.name, kind: 'rate', limit: rule.limit, retryAfterSeconds: Math.max(1, Math.ceil((reset - Date.now()) / 1000)) }
+      }
+      const lease = leaseOutcome.value
+      if (lease[0] !== 0) {
+        const rule = req.concurrency[(lease[0] ?? 1) - 1]!
+        refund()
+        return { ok: false, rule: rule.name, kind: 'concurrency', limit: rule.max, retryAfterSeconds: Math.max(1, Math.min(Math.ceil((lease[1] ?? 0) / 1000), 5)) }
+      }
+      const remaining = new Map<string, number>()
+      rates.forEach(({ rule }, i) => remaining.set(rule.name, rateResults[i]!.remaining))
+      req.concurrency.forEach((rule, i) => remaining.set(rule.name, lease[i + 1] ?? 0))
+      return { ok: true, leaseId: req.leaseId, remaining }
+    },
+
+    async release(key, concurrency, leaseId) {
+      if (concurrency.length === 0) return
+      try {
+        await withStoreTimeout(Promise.all(concurrency.map((rule) => redis.zrem(leaseKey(key, rule), leaseId))), opts.timeoutMs, 'upstash release')
+      } catch (error) {
+        throw storeError(error)
+      }
+    },
+  }
+}
