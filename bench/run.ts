@@ -88,6 +88,8 @@ const VARIANTS: Variant[] = [
   bastion('policy', '+ policy (scope decision)', 'policy'),
   bastion('limits', '+ limits (= everything but audit)', 'policy,limits'),
   bastion('bastion', '+ audit = mcp-bastion, everything on (src/index.ts)', undefined),
+  // s15-limits' "limits off" row (bench/limits-off/: the store admits every call) is left out:
+  // "+ policy" is the same chain without the limits step, through the same entry as the other rows.
 ]
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })

@@ -132,20 +132,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2
   }
   try {
-    const listed = await d1Query(args, 'SELECT chain FROM audit_log GROUP BY chain UNION SELECT chain FROM audit_checkpoint ORDER BY 1')
+    // Every chain with its checkpoint (if any), in one query.
+    const listed = await d1Query(args, `SELECT c.chain AS chain, k.chain AS checkpoint_chain, k.last_seq AS last_seq, k.last_hash AS last_hash
+      FROM (SELECT chain FROM audit_log GROUP BY chain UNION SELECT chain FROM audit_checkpoint) AS c
+      LEFT JOIN audit_checkpoint AS k ON k.chain = c.chain ORDER BY c.chain`)
     if (listed.length === 0) {
       console.log('audit chain OK: 0 rows')
       return 0
     }
     let ok = true
-    for (const { chain } of listed) {
+    for (const { chain, checkpoint_chain: checkpointChain, last_seq: lastSeq, last_hash: lastHash } of listed) {
       if (typeof chain !== 'number' || !Number.isSafeInteger(chain)) {
         console.log(`chain ${JSON.stringify(chain)}: audit chain BROKEN: rows carry a chain value that is not an integer (tampered)`)
         ok = false
         continue
       }
-      const [checkpoint] = await d1Query(args, `SELECT last_seq, last_hash FROM audit_checkpoint WHERE chain = ${chain}`)
-      const report = await verifyFromRows(wranglerRows(args, chain), checkpoint ?? null)
+      const checkpoint = checkpointChain === null || checkpointChain === undefined ? null : { last_seq: lastSeq, last_hash: lastHash }
+      const report = await verifyFromRows(wranglerRows(args, chain), checkpoint)
       console.log(`chain ${chain}: ${report.message}`)
       ok &&= report.ok
     }

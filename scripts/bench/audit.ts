@@ -3,10 +3,13 @@
 //   record   — building the row: redaction, capping, SHA-256 of the output
 //              (this is all a read pays on its critical path: the append
 //              runs after the response, in waitUntil)
-//   append   — appendAudit awaited: head read + sealed INSERT (what a read
-//              would pay if the append were awaited)
-//   mutation — update with its audit row in one batch (commitWithAudit),
-//              against the same update alone (db.batch): the price of atomicity
+//   append   — appendAudit awaited: head read + sealed INSERT, one row per
+//              D1 round trip (the pre-sequencer write path; the Worker now
+//              hands rows to the AuditSequencer, measured under load by
+//              scripts/bench/audit-load.ts)
+//   mutation — update with its audit row in one batch (what the sequencer's
+//              commit runs), against the same update alone (db.batch): the
+//              price of atomicity
 // Prints median and p95 in µs per call.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -6,6 +6,8 @@
 //   upstash   Upstash via the bench's local proxy (UPSTASH_* from BENCH_UPSTASH_URL/TOKEN)
 //   off       LIMITER answers every acquire at once, without a store: the
 //             middleware runs, the store round trip does not (the cost of a check)
+// Without the header, BENCH_LIMITS chooses (default embedded): bench/limits-off/
+// wrangler.toml sets it to off for the "limits off" row of bench/run.ts.
 // POST /__bench/check?backend=embedded|upstash&batches=B&n=N times B batches of
 // N sequential acquire calls (limits high enough never to refuse; the lease is
 // released between calls, off the clock) and returns each batch's mean in µs
@@ -23,6 +25,7 @@ export { AuditSequencer } from '../../src/audit/sequencer.ts'
 interface BenchEnv extends Env {
   BENCH_UPSTASH_URL: string
   BENCH_UPSTASH_TOKEN: string
+  BENCH_LIMITS?: string
 }
 
 const noStore = {
@@ -86,6 +89,6 @@ export default {
   async fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url)
     if (url.pathname === '/__bench/check') return check(url, env, ctx)
-    return worker.fetch(request, envFor(env, request.headers.get('x-bench-limits') ?? 'embedded'), ctx)
+    return worker.fetch(request, envFor(env, request.headers.get('x-bench-limits') ?? env.BENCH_LIMITS ?? 'embedded'), ctx)
   },
 } satisfies ExportedHandler<BenchEnv>

@@ -18,7 +18,7 @@
 //     thumbprint = the token's `cnf.jkt`;
 //   last, and only for a proof that passed everything else: `jti` seen once
 //     (the replay store, shared across isolates; unreachable → fail closed).
-import { base64url, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, errors, importJWK, type JWK } from 'jose'
+import { base64url, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, errors, importJWK, type CryptoKey, type JWK } from 'jose'
 
 /** Asymmetric JWS algorithms accepted for proofs (RFC 9449 §11.6 forbids symmetric algs and `none`). */
 export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'] as const
@@ -75,6 +75,8 @@ export interface DpopVerifierOptions {
   maxAgeSeconds?: number
   /** How far in the future a proof's iat may be (client clock ahead), in seconds. Default 15. */
   futureSkewSeconds?: number
+  /** How many proof keys (imported, with their thumbprint) are kept per verifier. Default 256. */
+  keyCacheSize?: number
   /** For tests: the verification time. */
   currentDate?: () => Date
 }
@@ -147,6 +149,23 @@ export function createDpopVerifier(opts: DpopVerifierOptions): DpopVerifier {
   if (algorithms.length === 0) throw new Error('createDpopVerifier: no acceptable algorithm')
   const maxAge = opts.maxAgeSeconds ?? 60
   const futureSkew = opts.futureSkewSeconds ?? 15
+  // A client signs every proof with the same key: its import and thumbprint
+  // (about as costly as the signature check) are kept per isolate, keyed by
+  // alg + the public members, bounded (oldest entry dropped first).
+  const keyCacheSize = opts.keyCacheSize ?? 256
+  const keys = new Map<string, { key: CryptoKey; jkt: string }>()
+  async function keyFor(alg: string, publicJwk: JWK): Promise<{ key: CryptoKey; jkt: string }> {
+    const id = `${alg}|${JSON.stringify(publicJwk)}`
+    let entry = keys.get(id)
+    if (entry === undefined) {
+      const key = await importJWK(publicJwk, alg)
+      if (key instanceof Uint8Array) throw new TypeError('jwk imported as a secret')
+      entry = { key, jkt: await calculateJwkThumbprint(publicJwk, 'sha256') }
+      if (keys.size >= keyCacheSize) keys.delete(keys.keys().next().value!)
+      keys.set(id, entry)
+    }
+    return entry
+  }
 
   return async function verifyDpopProof(request: DpopRequest): Promise<DpopResult> {
     // §4.3 step 1: exactly one DPoP HTTP request header field.
@@ -191,10 +210,11 @@ export function createDpopVerifier(opts: DpopVerifierOptions): DpopVerifier {
 
     // Step 7: the signature, with the embedded key.
     let payloadBytes: Uint8Array
+    let jkt: string
     try {
-      const key = await importJWK(publicJwk, header.alg)
-      if (key instanceof Uint8Array) return failure('symmetric_key', 'jwk imported as a secret')
-      ;({ payload: payloadBytes } = await compactVerify(proof, key, { algorithms }))
+      const imported = await keyFor(header.alg, publicJwk)
+      jkt = imported.jkt
+      ;({ payload: payloadBytes } = await compactVerify(proof, imported.key, { algorithms }))
     } catch (error) {
       if (error instanceof errors.JWSSignatureVerificationFailed) return failure('bad_signature', 'signature does not verify with the embedded jwk')
       if (error instanceof errors.JWSInvalid) return failure('malformed', error.message)
@@ -240,7 +260,6 @@ export function createDpopVerifier(opts: DpopVerifierOptions): DpopVerifier {
       return failure('wrong_ath', 'ath is not the hash of the presented access token')
     }
     // ... and the token is bound to this key (RFC 9449 §6.1, §7.1).
-    const jkt = await calculateJwkThumbprint(publicJwk, 'sha256')
     if (jkt !== request.jkt) return failure('key_mismatch', 'proof key thumbprint does not match the token cnf.jkt')
 
     // §11.1: a proof is used once. Last, so only proofs made with the token's

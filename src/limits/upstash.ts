@@ -8,9 +8,9 @@
  * window's share is weighted by the time left, which smooths the burst a
  * fixed window allows at the boundary at the price of two small keys per
  * subject and rule — no per-call log). One `Ratelimit` per (rule, limit,
- * window), built once per isolate with a module-scope ephemeral cache: a
- * subject already refused inside its window is refused again without a round
- * trip.
+ * window) over the request's client, all sharing one module-scope ephemeral
+ * cache: a subject already refused inside its window is refused again without
+ * a round trip, by any request of the isolate.
  *
  * Concurrency: one Lua script (LEASE_SCRIPT) over a sorted set per rule, lease
  * ids scored by expiry (Redis TIME + ttl): ZREMRANGEBYSCORE drops expired
@@ -89,26 +89,28 @@ interface Store {
   limiters: Map<string, Ratelimit>
 }
 
-/** Module scope: one client and one set of limiters per isolate and store (they hold no per-request state). */
-const stores = new Map<string, Store>()
-/** Module scope: the ephemeral cache shared by every Ratelimit (identifier → blocked until, ms). */
+/** Module scope: the ephemeral cache shared by every Ratelimit of the isolate (identifier → blocked until, ms). */
 const ephemeral = new Map<string, number>()
 
+/**
+ * One auto-pipelining client per request. Not at module scope: an
+ * auto-pipeline shared by concurrent requests of an isolate makes one
+ * request's check wait on a fetch another request started, and workerd ties
+ * I/O to the request that began it — if that request is cancelled (its client
+ * went away), the fetch is cancelled and the other request's check fails with
+ * it. Per request, the pipeline holds exactly this request's commands. What is
+ * worth sharing — the ephemeral cache, the script hash, the runtime's
+ * connection pool — is shared; the client itself is a few small objects.
+ */
 function storeFor(settings: UpstashSettings, timeoutMs: number): Store {
-  const id = `${settings.UPSTASH_REDIS_REST_URL} ${settings.UPSTASH_REDIS_REST_TOKEN} ${timeoutMs}`
-  let store = stores.get(id)
-  if (store === undefined) {
-    const redis = Redis.fromEnv(settings, {
-      enableAutoPipelining: true,
-      // One attempt: a retry cannot fit in the time budget, and a refusal beats a late answer.
-      retry: { retries: 0 },
-      signal: () => AbortSignal.timeout(timeoutMs),
-      enableTelemetry: false,
-    })
-    store = { redis, limiters: new Map() }
-    stores.set(id, store)
-  }
-  return store
+  const redis = Redis.fromEnv(settings, {
+    enableAutoPipelining: true,
+    // One attempt: a retry cannot fit in the time budget, and a refusal beats a late answer.
+    retry: { retries: 0 },
+    signal: () => AbortSignal.timeout(timeoutMs),
+    enableTelemetry: false,
+  })
+  return { redis, limiters: new Map() }
 }
 
 function ratelimitFor(store: Store, rule: RateRule, timeoutMs: number): { limiter: Ratelimit; prefix: string } {

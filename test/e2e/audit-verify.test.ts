@@ -39,7 +39,9 @@ async function d1(persistTo: string, ...args: string[]): Promise<RunResult> {
 const sql = (persistTo: string, command: string) => d1(persistTo, '--command', command)
 
 function verify(persistTo: string): Promise<RunResult> {
-  return run('npm', ['run', '--silent', 'audit:verify', '--', '--persist-to', persistTo], { cwd: ROOT, env: QUIET })
+  // One wrangler call for the chains and checkpoints, one per page of each chain;
+  // six copies are verified side by side on a shared 2-core machine.
+  return run('npm', ['run', '--silent', 'audit:verify', '--', '--persist-to', persistTo], { cwd: ROOT, env: QUIET, timeoutMs: 110_000 })
 }
 
 let copies = 0
@@ -82,7 +84,7 @@ beforeAll(async () => {
     rows.push(row)
     head = { seq: row.seq, hash: row.hash }
   }
-  await sql(base, rows.map(insertRow).join('\n'))
+  await sql(base, rows.map((r) => insertRow(r)).join('\n'))
 
   // Each scenario tampers with its own fresh copy of the intact state; they
   // run side by side (each wrangler call costs about a second).

@@ -285,3 +285,50 @@ describe('HTTP endpoints as the README promises', () => {
     expect(new Set(ids).size).toBe(ids.length)
   })
 })
+
+describe('audit log under a burst on npm run dev (issue #9)', () => {
+  // 5 per subject: the policy's concurrency limit per `sub` (more would be 429s, by design).
+  const SUBJECTS = 12
+  const PER_SUBJECT = 5
+  const WRANGLER = `${ROOT}/node_modules/.bin/wrangler`
+  const QUIET = { WRANGLER_SEND_METRICS: 'false', CI: '1' }
+
+  /** Rows of the dev server's own local D1, read the way an operator would (wrangler d1 execute). */
+  async function query(sql: string): Promise<Record<string, unknown>[]> {
+    const result = await run(WRANGLER, ['d1', 'execute', 'DB', '--local', '--persist-to', server.env.persistTo!, '--json', '--command', sql], { cwd: ROOT, env: QUIET, timeoutMs: 60_000 })
+    expect(result.code, result.stderr).toBe(0)
+    return z.array(z.object({ results: z.array(z.record(z.string(), z.unknown())) })).parse(JSON.parse(result.stdout))[0]!.results
+  }
+
+  it('every completed call of a concurrent burst from several subjects has exactly one row, and audit:verify exits 0', async () => {
+    const tokens = await Promise.all(Array.from({ length: SUBJECTS }, (_, i) => server.token({ role: 'read-only', sub: `e2e-burst-${i}` })))
+    // All calls at once: 60 in flight, 5 per subject.
+    const responses = await Promise.all(
+      tokens.flatMap((token) =>
+        Array.from({ length: PER_SUBJECT }, (_, i) =>
+          fetch(server.mcpUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-11-25' },
+            body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: `cus_00${(i % 5) + 1}` } } }),
+          }),
+        ),
+      ),
+    )
+    expect(responses.map((r) => r.status)).toEqual(Array(SUBJECTS * PER_SUBJECT).fill(200))
+    const ids = responses.map((r) => r.headers.get('x-request-id')!)
+    const list = ids.map((id) => `'${id.replace(/[^\w-]/g, '')}'`).join(', ')
+    // The rows land after the responses (waitUntil → sequencer → group commit): poll, bounded.
+    let rows: Record<string, unknown>[] = []
+    for (let attempt = 0; attempt < 10; attempt++) {
+      rows = await query(`SELECT request_id, sub, outcome FROM audit_log WHERE request_id IN (${list})`)
+      if (rows.length >= ids.length) break
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
+    expect(rows.length).toBe(ids.length)
+    expect(new Set(rows.map((r) => r['request_id'])).size).toBe(ids.length)
+    expect(rows.every((r) => r['outcome'] === 'ok')).toBe(true)
+    const verified = await run('npm', ['run', '--silent', 'audit:verify', '--', '--persist-to', server.env.persistTo!], { cwd: ROOT, env: QUIET, timeoutMs: 110_000 })
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0)
+    expect(verified.stdout).toMatch(/^chain 0: audit chain OK: \d+ rows/)
+  }, 240_000)
+})

@@ -402,3 +402,18 @@ describe('a token for another resource from the same authorization server', () =
     expect(response.status).toBe(200)
   })
 })
+
+// ---- last: the authorization server process gone ----
+
+describe('the authorization server stopped (connection refused)', () => {
+  it('a token whose key is not cached is 503, a cached key keeps verifying, and nothing passes unchecked', async () => {
+    const cachedKeyToken = await readerToken()
+    expect((await rpc(cachedKeyToken)).status).toBe(200)
+    await as.stop()
+    await sleep(COOLDOWN_WAIT_MS)
+    const unknownKey = await rpc(await forgedToken('after-the-as-is-gone'))
+    expect(unknownKey.status).toBe(503)
+    expect(unknownKey.headers.get('retry-after')).toBeTruthy()
+    expect((await rpc(cachedKeyToken)).status).toBe(200)
+  })
+})

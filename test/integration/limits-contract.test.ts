@@ -66,8 +66,8 @@ interface Backend {
   limiter(): Limiter
   down(): Limiter
   slow(): Limiter
-  /** Worker bindings that select this backend, optionally with the store down. */
-  bindings(store: 'up' | 'down'): Partial<Env> & Record<string, unknown>
+  /** Worker bindings that select this backend, with the store up, down or slower than the timeout. */
+  bindings(store: 'up' | 'down' | 'slow'): Partial<Env> & Record<string, unknown>
 }
 
 const backends: Backend[] = [
@@ -76,14 +76,14 @@ const backends: Backend[] = [
     limiter: () => embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS }),
     down: () => embeddedLimiter(namespaceWith('down'), { timeoutMs: TIMEOUT_MS }),
     slow: () => embeddedLimiter(namespaceWith({ delayMs: 3_000 }), { timeoutMs: TIMEOUT_MS }),
-    bindings: (store) => (store === 'up' ? {} : { LIMITER: namespaceWith('down') }),
+    bindings: (store) => (store === 'up' ? {} : { LIMITER: namespaceWith(store === 'down' ? 'down' : { delayMs: 3_000 }) }),
   },
   {
     name: 'upstash',
     limiter: () => onUpstash(upstash!),
     down: () => onUpstash(upstashDown),
     slow: () => onUpstash(upstashSlow!),
-    bindings: (store) => upstashSettings(store === 'up' ? upstash! : upstashDown, 'worker'),
+    bindings: (store) => upstashSettings(store === 'up' ? upstash! : store === 'down' ? upstashDown : upstashSlow!, 'worker'),
   },
 ]
 
@@ -195,6 +195,13 @@ describe.each(backends)('Limiter contract: $name', (backend) => {
         expect(res.status).toBe(503)
         expect(res.headers.get('retry-after')).toBe('1')
         expect(text).not.toMatch(/Network|ECONNREFUSED|fetch failed|127\.0\.0\.1/)
+      })
+
+      it('refuses with 503 when the store answers later than the store timeout (REQUEST_LIMITS.storeTimeoutMs)', async () => {
+        const { res, logs } = await post(backend.bindings('slow'), await mintToken({ role: 'admin', sub: unique('late') }))
+        expect(res.status).toBe(503)
+        expect(res.headers.get('retry-after')).toBe('1')
+        expect(logs.some((l) => l.includes('timed out'))).toBe(true)
       })
 
       it('serves the call with a warning when RATE_LIMIT_FAIL_MODE=open, and says so loudly once', async () => {

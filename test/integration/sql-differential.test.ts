@@ -34,20 +34,22 @@
 // Checked by hand too (issue #13 report): making firstNonAsciiOutsideQuotes
 // return -1, or hard-wiring scopeChecks to false, in src/sql/guard.ts makes
 // the first test fail: the variant left with no defence finds the read.
-// Deterministic: a fixed seed and numRuns (1500 queries); 10-20 s on 2 busy cores.
+// Deterministic: a fixed seed and numRuns (1000 queries; the bypass turns up at the 893rd); 5-20 s on 2 cores.
 import { env } from 'cloudflare:workers'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { sqlErrorMessage } from '../../src/sql/execute.ts'
 import { explainGate } from '../../src/sql/explain-gate.ts'
-import { guardQuery } from '../../src/sql/guard.ts'
+import { firstNonAsciiOutsideQuotes, guardQuery } from '../../src/sql/guard.ts'
 import type { GuardTestSwitches } from '../../src/sql/guard.ts'
 import { BUSINESS_TABLES } from '../support/sql-cases.ts'
 
 const SEED = 20261202
 /** The guard as it was before issue #13: no non-ASCII refusal, no identifier scope checks. */
 const BEFORE_THE_FIX: GuardTestSwitches = { allowNonAscii: true, skipScopeChecks: true }
-const NUM_RUNS = 1500
+const NUM_RUNS = 1000
+/** Bounds a hang, not a speed check: the runs take 10-30 s on 2 cores shared with other work. */
+const TIMEOUT_MS = 120_000
 
 const PROTECTED = [
   'audit_log', 'audit_checkpoint', 'sqlite_master', 'sqlite_schema', 'sqlite_temp_master',
@@ -206,7 +208,10 @@ function defencesAgree(stats: Stats) {
   return fc.asyncProperty(query, async (sql) => {
     stats.generated++
     const gates = new Map<string, Awaited<ReturnType<typeof explainGate>>>()
+    const ascii = firstNonAsciiOutsideQuotes(sql) === -1
     for (const [name, mode, switches] of variants) {
+      // on an ASCII query "the scope checks alone" is the guard itself: nothing new to ask
+      if (ascii && switches?.allowNonAscii === true) continue
       const guard = guardQuery(sql, { allowedTables: BUSINESS_TABLES, maxRows: 50 }, switches)
       if (!guard.ok) continue
       if (switches === undefined) stats.accepted++
@@ -238,7 +243,7 @@ describe('differential fuzz: the SQL guard and SQLite agree on which tables a qu
     // not vacuous: many queries got through the guard and were compiled by SQLite
     expect(stats.generated).toBe(NUM_RUNS)
     expect(stats.agreed).toBeGreaterThanOrEqual(40)
-  })
+  }, TIMEOUT_MS)
 
   it('finds a disagreement on its own with the fix switched off', async () => {
     const stats = newStats()
@@ -246,7 +251,7 @@ describe('differential fuzz: the SQL guard and SQLite agree on which tables a qu
     expect(result.failed).toBe(true)
     const [sql] = result.counterexample ?? ['']
     expect(sql).toMatch(/[^\x00-\x7f]/)
-  })
+  }, TIMEOUT_MS)
 
   it('finds the issue #13 bypass (a read of a protected table) on its own with the fix switched off', async () => {
     const stats = newStats()
@@ -263,5 +268,5 @@ describe('differential fuzz: the SQL guard and SQLite agree on which tables a qu
     // and the real guard refuses it, by each of its two defences alone
     expect(guardQuery(sql, { allowedTables: BUSINESS_TABLES, maxRows: 50 })).toMatchObject({ ok: false, code: 'invalid_character' })
     expect(guardQuery(sql, { allowedTables: BUSINESS_TABLES, maxRows: 50 }, { allowNonAscii: true })).toMatchObject({ ok: false, code: 'identifier_not_in_scope' })
-  })
+  }, TIMEOUT_MS)
 })

@@ -91,8 +91,8 @@ const broken: ReplayStore = {
   checkAndStore: () => Promise.reject(new Error('replay object unreachable')),
 }
 
-function verifier(replay: ReplayStore = new MemoryReplay()) {
-  return createDpopVerifier({ replay, currentDate: () => new Date(NOW * 1000) })
+function verifier(replay: ReplayStore = new MemoryReplay(), keyCacheSize?: number) {
+  return createDpopVerifier({ replay, currentDate: () => new Date(NOW * 1000), ...(keyCacheSize ? { keyCacheSize } : {}) })
 }
 
 function request(proofValue: string | null, overrides: Partial<DpopRequest> = {}): DpopRequest {
@@ -132,6 +132,21 @@ describe('a valid DPoP proof', () => {
     const p = await proof({ claims: { jti: 'keep-me' } })
     await verifier(replay)(request(p))
     expect([...replay.seen]).toEqual([[`${es256.jkt}:keep-me`, NOW + 61]])
+  })
+
+  it('does not reuse a cached key under another alg (the same P-256 key named ES384 is refused)', async () => {
+    const v = verifier()
+    expect((await v(request(await proof()))).ok).toBe(true)
+    const forged = rawJws({ alg: 'ES384', typ: 'dpop+jwt', jwk: es256.publicJwk }, { jti: 'x', htm: 'POST', htu: URL_MCP, iat: NOW }, 'AAAA')
+    expect(await v(request(forged))).toMatchObject({ ok: false, code: 'bad_key' })
+  })
+
+  it('keeps verifying correctly once more keys were seen than it caches', async () => {
+    const v = verifier(new MemoryReplay(), 3)
+    const keys = await Promise.all(Array.from({ length: 5 }, () => makeKey('EdDSA')))
+    for (const key of keys) expect((await v(request(await proof({ key }), { jkt: key.jkt }))).ok).toBe(true)
+    expect((await v(request(await proof({ key: keys[0]! }), { jkt: keys[0]!.jkt }))).ok).toBe(true)
+    expect(await v(request(await proof({ key: keys[1]!, signWith: keys[0]! }), { jkt: keys[1]!.jkt }))).toMatchObject({ ok: false, code: 'bad_signature' })
   })
 
   it('does not let a refused proof occupy the replay store', async () => {

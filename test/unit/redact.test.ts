@@ -122,13 +122,15 @@ describe('redact: personal data and tokens in free text', () => {
     expect(redactText(input)).toBe(expected)
   })
 
-  it('redaction stays fast on hostile input (no catastrophic backtracking)', () => {
+  // Catastrophic backtracking on 256 KiB of these would not finish within the
+  // test timeout (which bounds a hang; speed itself is in `npm run bench:micro`).
+  it('redacts 256 KiB of hostile repetitions without catastrophic backtracking', { timeout: 20_000 }, () => {
     const hostile = ['eyJa-', '1 ', '(1) ', 'a', 'a.', 'x@a.', '+1', 'Bearer ', 'token=']
     for (const unit of hostile) {
       const text = unit.repeat(Math.floor(256 * 1024 / unit.length))
-      const started = performance.now()
-      redactText(text)
-      expect(performance.now() - started, unit).toBeLessThan(500)
+      const out = redactText(text)
+      expect(typeof out, unit).toBe('string')
+      expect(out.length, unit).toBeGreaterThan(0)
     }
   })
 })
