@@ -33,8 +33,12 @@
 //       fresh Worker; after half have been answered its runtime — and with it
 //       every AuditSequencer object — is stopped (calls in flight then get no
 //       answer) and a new one is started on the same persisted state and
-//       port. Every call answered before the stop has its audit row once the
-//       sequencers drained their outboxes, and the chains verify.
+//       port. The calls are mutations (create_ticket): their audit row is
+//       accepted by the sequencer before the answer, so every call answered
+//       has its row once the sequencers drained their outboxes, and the
+//       chains verify. (A read's row is appended after its answer, in
+//       waitUntil: a restart inside that window can cut it — that is the
+//       read path's documented trade-off, not a lost accepted row.)
 // Every loop is bounded in count and time.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -352,7 +356,7 @@ async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
     })
   const env: DevEnv = { dir: keyDir, isDefault: false, port, origin: '', issuer: ISSUER, audience: AUDIENCE, persistTo: persist }
   // Many users, so the limits refuse nothing and every answer is a served call.
-  const auths = await Promise.all(Array.from({ length: 100 }, (_, i) => mintDevToken({ role: 'read-only', sub: `seq-${i}`, ttlSeconds: 600, env }).then((t) => `Bearer ${t}`)))
+  const auths = await Promise.all(Array.from({ length: 100 }, (_, i) => mintDevToken({ role: 'editor', sub: `seq-${i}`, ttlSeconds: 600, env }).then((t) => `Bearer ${t}`)))
   let worker = await start()
   try {
     await worker.ready
@@ -373,8 +377,8 @@ async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
         }
         if (restarting) await restarting
         try {
-          const r = await post(url, auths[k % auths.length]!, 'get_customer', { customerId: 'cus_007' })
-          if (r.status === 200 && r.requestId) answered.push(r.requestId)
+          const r = await post(url, auths[k % auths.length]!, 'create_ticket', { customerId: 'cus_007', subject: `restart ${k}`, body: 'written across a sequencer restart', priority: 'low' })
+          if (r.status === 200 && r.requestId && !r.body.includes('"isError":true')) answered.push(r.requestId)
           else unanswered++
         } catch {
           unanswered++
