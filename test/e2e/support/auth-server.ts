@@ -24,7 +24,7 @@ import type { ClientMetadata } from 'oidc-provider'
 import { POLICY } from '../../../src/policy/policy.ts'
 import { ROOT } from '../../../scripts/lib/dev-env.ts'
 import type { Command, ProcessConfig, Reply, ResourceConfig, Stats } from './auth-server-process.ts'
-import { freePorts, killGroup, liveGroups } from './server.ts'
+import { captureOutput, freePorts, killGroup, liveGroups } from './server.ts'
 
 export type { Stats } from './auth-server-process.ts'
 
@@ -173,13 +173,7 @@ export async function startAuthServer(): Promise<AuthServer> {
   if (pgid === undefined) throw new Error('the authorization server could not be started')
   liveGroups.add(pgid)
 
-  let captured = ''
-  const capture = (chunk: Buffer) => {
-    captured += chunk.toString()
-    if (captured.length > MAX_OUTPUT_CHARS) captured = captured.slice(-MAX_OUTPUT_CHARS)
-  }
-  child.stdout?.on('data', capture)
-  child.stderr?.on('data', capture)
+  const output = captureOutput(child, MAX_OUTPUT_CHARS)
 
   let nextId = 1
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
@@ -192,7 +186,7 @@ export async function startAuthServer(): Promise<AuthServer> {
     else waiter.reject(new Error(`authorization server: ${message.error}`))
   })
   child.on('exit', () => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`authorization server exited\n--- output ---\n${captured}`))
+    for (const waiter of pending.values()) waiter.reject(new Error(`authorization server exited\n--- output ---\n${output()}`))
     pending.clear()
   })
 
@@ -220,13 +214,13 @@ export async function startAuthServer(): Promise<AuthServer> {
 
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`authorization server not ready within ${READY_TIMEOUT_MS / 1000} s\n--- output ---\n${captured}`)), READY_TIMEOUT_MS)
+      const timer = setTimeout(() => reject(new Error(`authorization server not ready within ${READY_TIMEOUT_MS / 1000} s\n--- output ---\n${output()}`)), READY_TIMEOUT_MS)
       child.on('message', (m: { ready?: boolean }) => {
         if (m.ready) (clearTimeout(timer), resolve())
       })
       child.once('exit', (code, signal) => {
         clearTimeout(timer)
-        reject(new Error(`authorization server exited (${code ?? signal}) before it was ready\n--- output ---\n${captured}`))
+        reject(new Error(`authorization server exited (${code ?? signal}) before it was ready\n--- output ---\n${output()}`))
       })
     })
   } catch (error) {
@@ -308,7 +302,7 @@ export async function startAuthServer(): Promise<AuthServer> {
       return json
     },
     authorize,
-    output: () => captured,
+    output,
     stop,
   }
 }

@@ -40,6 +40,18 @@ const READY_TIMEOUT_MS = 90_000
 const STOP_TIMEOUT_MS = 10_000
 const MAX_OUTPUT_CHARS = 200_000
 
+/** Collects what a child process prints (stdout and stderr), keeping the last `maxChars`. */
+export function captureOutput(child: { stdout: NodeJS.ReadableStream | null; stderr: NodeJS.ReadableStream | null }, maxChars: number): () => string {
+  let captured = ''
+  const capture = (chunk: Buffer | string) => {
+    captured += chunk.toString()
+    if (captured.length > maxChars) captured = captured.slice(-maxChars)
+  }
+  child.stdout?.on('data', capture)
+  child.stderr?.on('data', capture)
+  return () => captured
+}
+
 /** Free loopback ports: all bound at once (so they differ), then released. */
 export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = []
@@ -150,13 +162,7 @@ export async function startDevServer(opts: { vars?: Record<string, string> } = {
   if (pgid === undefined) throw new Error('npm run dev could not be started')
   liveGroups.add(pgid)
 
-  let captured = ''
-  const capture = (chunk: Buffer) => {
-    captured += chunk.toString()
-    if (captured.length > MAX_OUTPUT_CHARS) captured = captured.slice(-MAX_OUTPUT_CHARS)
-  }
-  child.stdout?.on('data', capture)
-  child.stderr?.on('data', capture)
+  const captured = captureOutput(child, MAX_OUTPUT_CHARS)
 
   let stopped: Promise<void> | undefined
   const stop = (): Promise<void> =>
@@ -167,7 +173,7 @@ export async function startDevServer(opts: { vars?: Record<string, string> } = {
     })())
 
   try {
-    await waitForHealth(origin, child, () => captured)
+    await waitForHealth(origin, child, captured)
   } catch (error) {
     await stop()
     throw error
@@ -178,7 +184,7 @@ export async function startDevServer(opts: { vars?: Record<string, string> } = {
     mcpUrl: env.audience,
     env,
     token: (opts) => mintDevToken({ ...(typeof opts === 'string' ? { role: opts } : opts), env }),
-    output: () => captured,
+    output: captured,
     stop,
   }
 }
