@@ -42,6 +42,7 @@
 // Every loop is bounded in count and time.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -130,6 +131,33 @@ function callFor(u: User, k: number): Call {
   // The editor role has no products:read (src/policy/policy.ts): for it this is a 403.
   if (pick === 4) return { name: 'search_products', arguments: { query: 'a' }, expect: u.role === 'editor' ? 'denied' : 'ok' }
   return { name: 'get_customer', arguments: { customerId: cus }, expect: 'ok' }
+}
+
+/**
+ * One tools/call on a new connection (node:http, no agent), for the single calls
+ * that follow a pause of seconds (a wrangler d1 command): fetch would reuse a
+ * keep-alive socket the server may be closing right then ("other side closed"),
+ * a harness race, not an answer of the Worker.
+ */
+function postFresh(url: string, auth: string, name: string, args: Record<string, unknown>): Promise<{ status: number; requestId: string | null; body: string }> {
+  const payload = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } })
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', authorization: auth, 'content-length': Buffer.byteLength(payload) },
+      timeout: REQUEST_TIMEOUT_MS,
+    }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, requestId: (res.headers['x-request-id'] as string | undefined) ?? null, body }))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)))
+    req.on('error', reject)
+    req.end(payload)
+  })
 }
 
 async function post(url: string, auth: string, name: string, args: Record<string, unknown>): Promise<{ status: number; requestId: string | null; body: string }> {
@@ -283,7 +311,7 @@ async function main(): Promise<void> {
     assert.ok(pending, 'the demo data has a pending order')
     const orderId = String(pending['id'])
     d1(persist, "CREATE TRIGGER soak_fault BEFORE UPDATE ON orders BEGIN SELECT RAISE(ABORT, 'injected fault: orders are read-only'); END")
-    const refused = await post(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'during the fault' })
+    const refused = await postFresh(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'during the fault' })
     const statusDuring = d1(persist, `SELECT status FROM orders WHERE id = '${orderId}'`)[0]?.['status']
     console.log(`fault (b): update_order during the D1 fault answered ${refused.status}: ${refused.body.slice(0, 200)}`)
     assert.equal(statusDuring, 'pending', 'the failed mutation changed nothing')
@@ -292,7 +320,7 @@ async function main(): Promise<void> {
     assert.ok(refusedBody.error !== undefined || refusedBody.result?.isError === true, 'the client is told the call failed')
     assert.ok(refused.requestId && refused.body.includes(refused.requestId), 'the failure names the request id')
     d1(persist, 'DROP TRIGGER soak_fault')
-    const retried = await post(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'after the fault' })
+    const retried = await postFresh(url, editor.auth, 'update_order', { orderId, status: 'paid', note: 'after the fault' })
     const statusAfter = d1(persist, `SELECT status FROM orders WHERE id = '${orderId}'`)[0]?.['status']
     console.log(`fault (b): after the fault update_order answered ${retried.status}; order ${orderId} is ${String(statusAfter)}`)
     assert.equal(retried.status, 200)
