@@ -14,7 +14,8 @@
 // scripts/bench (SQL guard, estimator).
 //
 // Writes bench/results/<date>.json and bench/results/latest.md.
-//   BENCH_SECONDS (5)  BENCH_CONNECTIONS ("10,50")  BENCH_ROUNDS (3)
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS ("10,50")  BENCH_ROUNDS (3)  BENCH_USERS (1500)
+//   BENCH_VARIANTS (all; e.g. "policy,limits")  BENCH_EXTRAS (1; 0 skips bundle, startup, micro)
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem, tmpdir } from 'node:os'
@@ -31,6 +32,8 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
 const CONNECTIONS = (process.env['BENCH_CONNECTIONS'] ?? '10,50').split(',').map(Number)
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
 const WARMUP_SECONDS = 3
+/** BENCH_EXTRAS=0: the load rows only (no bundle, startup or micro-benchmarks), for a quick comparison. */
+const EXTRAS = process.env['BENCH_EXTRAS'] !== '0'
 
 interface Variant {
   id: string
@@ -48,8 +51,18 @@ interface Variant {
  * measure 429s, so every mcp-bastion row spreads its load over enough users
  * (BENCH_USERS) that none is refused — the row then shows what checking the
  * limits costs, not what refusing costs. Every row uses the same rotation.
+ * 300 users: at the fastest row's rate a user gets well under 60 calls in any
+ * minute (one variant runs about a third of the time), and each user's
+ * limiter object sees a call every second or so.
+ *
+ * Local Durable Objects are evicted after 10 s without a request (Cloudflare
+ * keeps an idle object 70–140 s), and the other variants' rounds last longer
+ * than that: so before every measured round, one untimed call per user
+ * ("priming") brings every user's object back, as it would be for a user who
+ * is calling. What that first call costs is not hidden: it is the "cold
+ * subject" column (Worker CPU per call of the priming pass).
  */
-const USERS = Number(process.env['BENCH_USERS'] ?? 1500)
+const USERS = Number(process.env['BENCH_USERS'] ?? 300)
 /** One issuer and audience for every row, so one token pool serves them all. */
 const ISSUER = 'https://issuer.bench.invalid'
 const AUDIENCE = 'https://bastion.bench.invalid/mcp'
@@ -82,7 +95,7 @@ const bastion = (id: string, label: string, controls: string | undefined): Varia
 
 // The variant list: adding a row is one line. The first row is the baseline
 // every ratio is taken against; "everything on" is src/index.ts itself.
-const VARIANTS: Variant[] = [
+const ALL_VARIANTS: Variant[] = [
   { id: 'baseline', label: 'baseline (same SDK + tool, no controls)', config: 'bench/baseline/wrangler.toml' },
   bastion('auth', 'auth only (origin, body cap, JWT, JSON-RPC checks)', ''),
   bastion('policy', '+ policy (scope decision)', 'policy'),
@@ -91,6 +104,9 @@ const VARIANTS: Variant[] = [
   // s15-limits' "limits off" row (bench/limits-off/: the store admits every call) is left out:
   // "+ policy" is the same chain without the limits step, through the same entry as the other rows.
 ]
+/** BENCH_VARIANTS="policy,limits": only those rows (the baseline always runs: every ratio is taken against it). */
+const PICKED = process.env['BENCH_VARIANTS']?.split(',').map((s) => s.trim()).filter(Boolean)
+const VARIANTS = ALL_VARIANTS.filter((v, i) => i === 0 || PICKED === undefined || PICKED.includes(v.id))
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
 
@@ -117,6 +133,8 @@ interface Sample {
   requests: number
   non2xx: number
   errors: number
+  /** Worker CPU ms per call of the priming pass before the round (one call per user, objects cold). */
+  coldCpuMsPerReq: number
 }
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
@@ -220,12 +238,12 @@ async function settle(pids: number[]): Promise<number> {
 }
 
 let nextUser = 0
-async function load(run: Running, connections: number, seconds: number): Promise<autocannon.Result> {
+async function load(run: Running, connections: number, seconds: number, amount?: number): Promise<autocannon.Result> {
   const { auths } = run
   return autocannon({
     url: run.url,
     connections,
-    duration: seconds,
+    ...(amount === undefined ? { duration: seconds } : { amount }),
     requests: [
       {
         method: 'POST',
@@ -336,11 +354,23 @@ async function main(): Promise<void> {
       running.push(await start(v, dir, dataFile, jwks))
       console.error(`started ${v.id} (${running.at(-1)!.pids.length} workerd processes)`)
     }
-    for (const r of running) await load(r, Math.max(...CONNECTIONS), WARMUP_SECONDS)
+    /** One untimed call per user (see USERS): every user's limiter object is live again. Returns CPU ms per call. */
+    const prime = async (r: Running): Promise<number> => {
+      await settle(r.pids)
+      const c0 = cpuMs(r.pids)
+      const result = await load(r, 10, 0, USERS)
+      if (result.non2xx + result.errors > 0) throw new Error(`${r.variant.id}: priming answered ${result.non2xx} non-2xx and ${result.errors} errors`)
+      await settle(r.pids)
+      return (cpuMs(r.pids) - c0) / Math.max(1, result.requests.total)
+    }
+    for (const r of running) {
+      await prime(r)
+      await load(r, Math.max(...CONNECTIONS), WARMUP_SECONDS)
+    }
     for (const connections of CONNECTIONS) {
       for (let round = 1; round <= ROUNDS; round++) {
         for (const r of running) {
-          await settle(r.pids)
+          const coldCpuMsPerReq = await prime(r)
           const c0 = cpuMs(r.pids)
           const result = await load(r, connections, SECONDS)
           const settleMs = await settle(r.pids)
@@ -358,6 +388,7 @@ async function main(): Promise<void> {
             requests,
             non2xx: result.non2xx,
             errors: result.errors + result.timeouts,
+            coldCpuMsPerReq,
           }
           samples.push(s)
           console.error(`${s.variant} c=${connections} round ${round}: ${s.rps.toFixed(0)} req/s p50 ${s.p50} ms p99 ${s.p99} ms cpu ${s.cpuMsPerReq.toFixed(3)} ms/req settle ${s.settleMs} ms non2xx ${s.non2xx} errors ${s.errors}`)
@@ -382,6 +413,7 @@ async function main(): Promise<void> {
         p50: median(mine.map((s) => s.p50)),
         p99: median(mine.map((s) => s.p99)),
         cpuMsPerReq: median(mine.map((s) => s.cpuMsPerReq)),
+        coldCpuMsPerReq: median(mine.map((s) => s.coldCpuMsPerReq)),
         settleMs: median(mine.map((s) => s.settleMs)),
         emptyRounds: mine.filter((s) => s.requests === 0).length,
         non2xx: mine.reduce((n, s) => n + s.non2xx + s.errors, 0),
@@ -391,7 +423,10 @@ async function main(): Promise<void> {
   )
   const base = (c: number) => rows.find((r) => r.variant === VARIANTS[0]!.id && r.connections === c)!
   const withRatio = rows.map((r) => ({ ...r, rpsRatio: r.rps / base(r.connections).rps, cpuRatio: r.cpuMsPerReq / base(r.connections).cpuMsPerReq }))
-  const extra = { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts') }
+  const skipped = { error: 'skipped (BENCH_EXTRAS=0)' }
+  const extra = EXTRAS
+    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts') }
+    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], limits: [skipped.error], estimate: [skipped.error] }
   const date = new Date().toISOString()
   const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
 
@@ -402,13 +437,13 @@ async function main(): Promise<void> {
     `# mcp-bastion benchmark — ${date}`,
     '',
     `Machine: ${machine.cpu}, ${machine.nproc} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load average at start ${machine.loadavgAtStart}.`,
-    `Request: ${result.settings.request}. Worker CPU per request counts the round and the work it left behind (until the Worker is idle again, at most ${SETTLE_MAX_MS / 1000} s). ${ROUNDS} interleaved rounds of ${SECONDS} s per connection count after a ${WARMUP_SECONDS} s warm-up; medians over rounds. Local D1 (miniflare on disk): compare rows with each other, not with production.`,
+    `Request: ${result.settings.request}. Worker CPU per request counts the round and the work it left behind (until the Worker is idle again, at most ${SETTLE_MAX_MS / 1000} s). ${ROUNDS} interleaved rounds of ${SECONDS} s per connection count after a ${WARMUP_SECONDS} s warm-up, each round after an untimed priming pass of one call per user (${USERS} users; local Durable Objects are evicted after 10 s idle); medians over rounds. Local D1 (miniflare on disk): compare rows with each other, not with production.`,
     '',
-    '| variant | conns | req/s | p50 ms | p99 ms | Worker CPU ms/req | req/s ÷ baseline | CPU ÷ baseline | req/s first→last round | idle again after (ms) | rounds with 0 answers | non-2xx + errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| variant | conns | req/s | p50 ms | p99 ms | Worker CPU ms/req | req/s ÷ baseline | CPU ÷ baseline | req/s first→last round | idle again after (ms) | rounds with 0 answers | non-2xx + errors | cold subject: CPU ms/call |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...withRatio.map(
       (r) =>
-        `| ${r.label} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMsPerReq.toFixed(3)} | ${r.rpsRatio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} | ${pct(r.driftRps)} | ${r.settleMs} | ${r.emptyRounds} | ${r.non2xx} |`,
+        `| ${r.label} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMsPerReq.toFixed(3)} | ${r.rpsRatio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} | ${pct(r.driftRps)} | ${r.settleMs} | ${r.emptyRounds} | ${r.non2xx} | ${r.coldCpuMsPerReq.toFixed(3)} |`,
     ),
     '',
     `Bundle (wrangler deploy --dry-run, minified, modules only): mcp-bastion ${kib(extra.bundle)}; baseline ${kib(extra.bundleBaseline)}.`,

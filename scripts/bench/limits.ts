@@ -11,7 +11,7 @@
 // network latency (add a few ms per call in production, region-dependent).
 // Callers rotate over many `sub`s so no call is refused: the point is the cost
 // of checking, not of refusing.
-//   BENCH_SECONDS (5)  BENCH_CONNECTIONS (10)  BENCH_ROUNDS (3)
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS (10)  BENCH_ROUNDS (3)  BENCH_LIMITS_CHECK_ONLY (0; 1: the check cost only)
 // Exports runLimitsBench() for bench harnesses; `tsx scripts/bench/limits.ts` prints lines.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -39,6 +39,7 @@ export interface LimitsBenchResult {
 }
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
+const NO_RUN = { reqPerSec: NaN, ratioToOff: NaN, non2xx: 0 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 
 function seed(persist: string, dir: string): void {
@@ -95,6 +96,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
       log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of 50 batches × 20 sequential calls; two windows + one lease)`)
     }
 
+    if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
     // Throughput: enough subs that none reaches 60 calls a minute.
     let minted = 0
     const tokens = async (n: number) => Promise.all(Array.from({ length: n }, () => mintDevToken({ role: 'read-only', sub: `bench-limits-${minted++}`, ttlSeconds: 3600, env })))

@@ -17,19 +17,33 @@
  * kept is exact. Leases carry an expiry (`ttlMs`) so a holder that dies
  * without releasing frees its slot.
  *
- * Durability: the windows and leases live in the object's SQLite storage
- * (`ctx.storage.sql`, tables `hits` and `leases`), mirrored in memory for the
- * checks. A restart, a deploy or an eviction reloads them in the constructor,
- * so neither a window nor a held lease is forgotten. Cost: one INSERT per
- * rate rule and per lease on an accepted call, one DELETE per release, and a
- * DELETE of the entries that slid out of a window; the RPC reply waits for
- * those writes to be durable (the runtime's output gate). Refusals write
- * nothing. An alarm at the end of the longest window deletes what expired,
- * so an idle subject leaves empty tables behind, not a log.
+ * Durability (write-behind): the windows and leases live in memory for the
+ * checks and in the object's SQLite storage (`ctx.storage.sql`, tables `hits`
+ * and `leases`) for restarts. A change is queued and written within
+ * PERSIST_AFTER_MS, together with every other change made meanwhile, in one
+ * transaction; the RPC reply does not wait for it. Why: a SQLite write holds
+ * the object's replies until it is durable (the runtime's output gate), and
+ * one commit per call made the check ~9× slower (450 µs against 50 µs per
+ * check here; in production a commit waits for replicas, several ms). The
+ * price is bounded and documented: a crash or a deploy can forget what was
+ * accepted in the last PERSIST_AFTER_MS (at most that many ms of one
+ * subject's calls: a few calls at the policy's rates). A released lease
+ * that was not yet written comes back after a restart until it expires, so a
+ * restart never frees a slot early. Refusals change nothing. An alarm at the
+ * end of the longest window deletes what expired, so an idle subject leaves
+ * empty tables behind, not a log; the constructor reloads only live entries.
  */
 import { DurableObject } from 'cloudflare:workers'
 import type { AcquireRequest, AcquireResult, ConcurrencyRule, Limiter } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
+
+/** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
+export const PERSIST_AFTER_MS = 1000
+
+type Change =
+  | { readonly op: 'hit'; readonly rule: string; readonly at: number; readonly expires: number }
+  | { readonly op: 'lease'; readonly rule: string; readonly id: string; readonly expires: number }
+  | { readonly op: 'unlease'; readonly rule: string; readonly id: string }
 
 export class LimiterObject extends DurableObject<Env> {
   /** rule name → accepted call timestamps (ascending). */
@@ -39,6 +53,11 @@ export class LimiterObject extends DurableObject<Env> {
   private readonly sql: SqlStorage
   /** When the cleanup alarm is due (ms), as far as this instance knows. */
   private alarmAt = 0
+  /** Changes not yet written, in order; written by flush(). */
+  private pending: Change[] = []
+  private flushTimer: ReturnType<typeof setTimeout> | undefined
+  /** The latest expiry queued since the last flush (0: none): the cleanup alarm is armed for it. */
+  private horizon = 0
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
@@ -93,29 +112,57 @@ export class LimiterObject extends DurableObject<Env> {
       const log = this.windows.get(rule.name) ?? []
       log.push(now)
       this.windows.set(rule.name, log)
-      this.sql.exec('INSERT INTO hits (rule, at, expires) VALUES (?1, ?2, ?3)', rule.name, now, now + rule.windowMs)
+      this.queue({ op: 'hit', rule: rule.name, at: now, expires: now + rule.windowMs })
       remaining.set(rule.name, rule.limit - log.length)
       horizon = Math.max(horizon, now + rule.windowMs)
     }
     for (const rule of req.concurrency) {
       const held = this.liveLeases(rule.name, now)
       held.set(req.leaseId, now + rule.ttlMs)
-      this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', rule.name, req.leaseId, now + rule.ttlMs)
+      this.queue({ op: 'lease', rule: rule.name, id: req.leaseId, expires: now + rule.ttlMs })
       remaining.set(rule.name, rule.max - held.size)
       horizon = Math.max(horizon, now + rule.ttlMs)
     }
-    this.scheduleCleanup(horizon)
+    this.horizon = Math.max(this.horizon, horizon)
     return { ok: true, leaseId: req.leaseId, remaining }
   }
 
   release(_key: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
     for (const rule of concurrency) {
-      if (this.leases.get(rule.name)?.delete(leaseId)) this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', rule.name, leaseId)
+      if (this.leases.get(rule.name)?.delete(leaseId)) this.queue({ op: 'unlease', rule: rule.name, id: leaseId })
     }
+  }
+
+  /**
+   * Writes every queued change in one transaction and arms the cleanup alarm.
+   * Runs PERSIST_AFTER_MS after the first change it writes; callable at any
+   * time (tests use it to persist now).
+   */
+  flush(): void {
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
+    this.flushTimer = undefined
+    const changes = this.pending
+    if (changes.length === 0) return
+    this.pending = []
+    this.ctx.storage.transactionSync(() => {
+      for (const c of changes) {
+        if (c.op === 'hit') this.sql.exec('INSERT INTO hits (rule, at, expires) VALUES (?1, ?2, ?3)', c.rule, c.at, c.expires)
+        else if (c.op === 'lease') this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', c.rule, c.id, c.expires)
+        else this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', c.rule, c.id)
+      }
+    })
+    if (this.horizon !== 0) this.scheduleCleanup(this.horizon)
+    this.horizon = 0
+  }
+
+  private queue(change: Change): void {
+    this.pending.push(change)
+    this.flushTimer ??= setTimeout(() => this.flush(), PERSIST_AFTER_MS)
   }
 
   /** Deletes every expired entry; re-arms itself while anything is left. */
   override alarm(): void {
+    this.flush()
     const now = Date.now()
     this.sql.exec('DELETE FROM hits WHERE expires <= ?1', now)
     this.sql.exec('DELETE FROM leases WHERE expires <= ?1', now)
@@ -138,10 +185,8 @@ export class LimiterObject extends DurableObject<Env> {
     const log = this.windows.get(name) ?? []
     let drop = 0
     while (drop < log.length && (log[drop] ?? 0) <= after) drop++
-    if (drop > 0) {
-      log.splice(0, drop)
-      this.sql.exec('DELETE FROM hits WHERE rule = ?1 AND at <= ?2', name, after)
-    }
+    // Rows that slid out stay on disk until the alarm: the constructor loads only live ones.
+    if (drop > 0) log.splice(0, drop)
     this.windows.set(name, log)
     return log
   }

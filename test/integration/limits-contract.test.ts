@@ -12,7 +12,7 @@ import { env } from 'cloudflare:workers'
 import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test'
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import worker from '../../src/index.ts'
-import { embeddedLimiter, LimiterObject } from '../../src/limits/embedded.ts'
+import { embeddedLimiter, LimiterObject, PERSIST_AFTER_MS } from '../../src/limits/embedded.ts'
 import { LimitStoreError, type AcquireRequest, type AcquireResult, type Limiter } from '../../src/limits/limiter.ts'
 import { upstashLimiter } from '../../src/limits/upstash.ts'
 import type { UpstashTarget } from '../support/redis-global-setup.ts'
@@ -266,20 +266,60 @@ describe.skipIf(upstash === undefined)('Upstash backend: one round trip', () => 
 })
 
 describe('Embedded backend: durable state', () => {
+  const rates = [{ name: 'r', limit: 2, windowMs: 3_600_000 }]
+  const concurrency = [{ name: 'c', max: 1, ttlMs: 60_000 }]
+  const stubFor = (key: string) => env.LIMITER.get(env.LIMITER.idFromName(key))
+
   it('keeps windows and leases across a restart of the object (a new instance over the same storage)', async () => {
     const key = unique('restart')
-    const rates = [{ name: 'r', limit: 2, windowMs: 3_600_000 }]
-    const concurrency = [{ name: 'c', max: 1, ttlMs: 60_000 }]
     const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
     expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
-    const stub = env.LIMITER.get(env.LIMITER.idFromName(key))
-    await runInDurableObject(stub, (_instance: LimiterObject, state) => {
+    await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
+      instance.flush()
       const restarted = new LimiterObject(state, env)
       expect(restarted.acquire({ key, rates, concurrency, leaseId: 'b' })).toMatchObject({ ok: false, kind: 'concurrency', rule: 'c' })
       restarted.release(key, concurrency, 'a')
       expect(restarted.acquire({ key, rates, concurrency: [], leaseId: 'b' }).ok).toBe(true)
+      restarted.flush()
       const again = new LimiterObject(state, env)
       expect(again.acquire({ key, rates, concurrency: [], leaseId: 'c' })).toMatchObject({ ok: false, kind: 'rate', rule: 'r' })
+    })
+  })
+
+  it(`writes what it accepted within PERSIST_AFTER_MS (${PERSIST_AFTER_MS} ms) with no further call`, async () => {
+    const key = unique('write-behind')
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
+    expect((await limiter.acquire({ key, rates, concurrency: [], leaseId: 'b' })).ok).toBe(true)
+    const count = () =>
+      runInDurableObject(stubFor(key), (_i: LimiterObject, state) => ({
+        hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits').one().n,
+        leases: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases').one().n,
+      }))
+    // Bounded wait for the object's own timer (no call in between): 20 × PERSIST_AFTER_MS at most.
+    let seen = await count()
+    for (let i = 0; i < 40 && seen.hits < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, PERSIST_AFTER_MS / 2))
+      seen = await count()
+    }
+    expect(seen).toEqual({ hits: 2, leases: 1 })
+    await runInDurableObject(stubFor(key), (_i: LimiterObject, state) => {
+      expect(new LimiterObject(state, env).acquire({ key, rates, concurrency: [], leaseId: 'c' })).toMatchObject({ ok: false, kind: 'rate', rule: 'r' })
+    })
+  })
+
+  it('never frees a slot early across a restart: a release not yet written is forgotten, so the lease is kept until it expires', async () => {
+    const key = unique('unflushed-release')
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
+    await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
+      instance.flush()
+      instance.release(key, concurrency, 'a')
+      // The instance "crashes" before its write: a new one over the same storage still sees the lease.
+      const restarted = new LimiterObject(state, env)
+      expect(restarted.acquire({ key, rates, concurrency, leaseId: 'b' })).toMatchObject({ ok: false, kind: 'concurrency', rule: 'c' })
+      // The live instance itself freed the slot at once.
+      expect(instance.acquire({ key, rates, concurrency, leaseId: 'b' }).ok).toBe(true)
     })
   })
 
@@ -287,9 +327,11 @@ describe('Embedded backend: durable state', () => {
     const key = unique('alarm')
     const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
     expect((await limiter.acquire({ key, rates: [{ name: 'short', limit: 5, windowMs: 50 }, { name: 'long', limit: 5, windowMs: 3_600_000 }], concurrency: [], leaseId: 'a' })).ok).toBe(true)
+    const stub = stubFor(key)
+    // The write arms the alarm.
+    await runInDurableObject(stub, (instance: LimiterObject) => instance.flush())
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const stub = env.LIMITER.get(env.LIMITER.idFromName(key))
-    await runDurableObjectAlarm(stub)
+    expect(await runDurableObjectAlarm(stub)).toBe(true)
     const rows = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.sql.exec<{ rule: string }>('SELECT rule FROM hits').toArray().map((r) => r.rule))
     expect(rows).toEqual(['long'])
   })
