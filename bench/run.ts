@@ -14,7 +14,7 @@
 // scripts/bench (SQL guard, estimator).
 //
 // Writes bench/results/<date>.json and bench/results/latest.md.
-//   BENCH_SECONDS (5)  BENCH_CONNECTIONS ("10,50")  BENCH_ROUNDS (3)  BENCH_USERS (1500)
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS ("1,10,50")  BENCH_ROUNDS (3)  BENCH_USERS (1500)
 //   BENCH_VARIANTS (all; e.g. "policy,limits")  BENCH_EXTRAS (1; 0 skips bundle, startup, micro)
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -27,9 +27,11 @@ import { demoDataStatements } from '../scripts/demo-data.ts'
 import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
 import { mintDevToken } from '../scripts/token.ts'
 import { freePorts } from '../test/e2e/support/server.ts'
+import { cpuMs, workerdPids } from '../scripts/bench/proc.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
-const CONNECTIONS = (process.env['BENCH_CONNECTIONS'] ?? '10,50').split(',').map(Number)
+/** 1 connection: sequential calls, so p50 − baseline is the latency a control adds (no queueing); 10 and 50: throughput. */
+const CONNECTIONS = (process.env['BENCH_CONNECTIONS'] ?? '1,10,50').split(',').map(Number)
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
 const WARMUP_SECONDS = 3
 /** BENCH_EXTRAS=0: the load rows only (no bundle, startup or micro-benchmarks), for a quick comparison. */
@@ -135,45 +137,6 @@ interface Sample {
   errors: number
   /** Worker CPU ms per call of the priming pass before the round (one call per user, objects cold). */
   coldCpuMsPerReq: number
-}
-
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100)
-
-/** Every descendant process of ours whose name is workerd. */
-function workerdPids(): number[] {
-  const parents = new Map<number, number>()
-  const names = new Map<number, string>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const close = stat.lastIndexOf(')')
-      names.set(Number(entry), stat.slice(stat.indexOf('(') + 1, close))
-      parents.set(Number(entry), Number(stat.slice(close + 2).split(' ')[1]))
-    } catch {
-      // gone
-    }
-  }
-  const mine = (pid: number): boolean => {
-    for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === process.pid) return true
-    return false
-  }
-  return [...names].filter(([pid, name]) => name === 'workerd' && mine(pid)).map(([pid]) => pid)
-}
-
-/** utime + stime of the given processes, in ms. */
-function cpuMs(pids: number[]): number {
-  let ticks = 0
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(fields[11]) + Number(fields[12])
-    } catch {
-      // gone
-    }
-  }
-  return (ticks * 1000) / CLK_TCK
 }
 
 function wranglerSync(args: string[]): { status: number | null; out: string } {
@@ -422,7 +385,7 @@ async function main(): Promise<void> {
     }),
   )
   const base = (c: number) => rows.find((r) => r.variant === VARIANTS[0]!.id && r.connections === c)!
-  const withRatio = rows.map((r) => ({ ...r, rpsRatio: r.rps / base(r.connections).rps, cpuRatio: r.cpuMsPerReq / base(r.connections).cpuMsPerReq }))
+  const withRatio = rows.map((r) => ({ ...r, rpsRatio: r.rps / base(r.connections).rps, addedP50: r.p50 - base(r.connections).p50, cpuRatio: r.cpuMsPerReq / base(r.connections).cpuMsPerReq }))
   const skipped = { error: 'skipped (BENCH_EXTRAS=0)' }
   const extra = EXTRAS
     ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts') }
@@ -439,11 +402,11 @@ async function main(): Promise<void> {
     `Machine: ${machine.cpu}, ${machine.nproc} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load average at start ${machine.loadavgAtStart}.`,
     `Request: ${result.settings.request}. Worker CPU per request counts the round and the work it left behind (until the Worker is idle again, at most ${SETTLE_MAX_MS / 1000} s). ${ROUNDS} interleaved rounds of ${SECONDS} s per connection count after a ${WARMUP_SECONDS} s warm-up, each round after an untimed priming pass of one call per user (${USERS} users; local Durable Objects are evicted after 10 s idle); medians over rounds. Local D1 (miniflare on disk): compare rows with each other, not with production.`,
     '',
-    '| variant | conns | req/s | p50 ms | p99 ms | Worker CPU ms/req | req/s ÷ baseline | CPU ÷ baseline | req/s first→last round | idle again after (ms) | rounds with 0 answers | non-2xx + errors | cold subject: CPU ms/call |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| variant | conns | req/s | p50 ms | p50 − baseline ms | p99 ms | Worker CPU ms/req | req/s ÷ baseline | CPU ÷ baseline | req/s first→last round | idle again after (ms) | rounds with 0 answers | non-2xx + errors | cold subject: CPU ms/call |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...withRatio.map(
       (r) =>
-        `| ${r.label} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMsPerReq.toFixed(3)} | ${r.rpsRatio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} | ${pct(r.driftRps)} | ${r.settleMs} | ${r.emptyRounds} | ${r.non2xx} | ${r.coldCpuMsPerReq.toFixed(3)} |`,
+        `| ${r.label} | ${r.connections} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.addedP50 >= 0 ? '+' : ''}${r.addedP50.toFixed(1)} | ${r.p99} | ${r.cpuMsPerReq.toFixed(3)} | ${r.rpsRatio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} | ${pct(r.driftRps)} | ${r.settleMs} | ${r.emptyRounds} | ${r.non2xx} | ${r.coldCpuMsPerReq.toFixed(3)} |`,
     ),
     '',
     `Bundle (wrangler deploy --dry-run, minified, modules only): mcp-bastion ${kib(extra.bundle)}; baseline ${kib(extra.bundleBaseline)}.`,

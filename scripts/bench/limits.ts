@@ -16,7 +16,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
@@ -25,6 +25,7 @@ import { demoDataStatements } from '../demo-data.ts'
 import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
 import { mintDevToken } from '../token.ts'
 import { freePort } from '../../test/support/redis-server.ts'
+import { cpuMs, descendantPids, workerdPids } from './proc.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10)
@@ -35,11 +36,13 @@ type VariantId = (typeof VARIANTS)[number]
 export interface LimitsBenchResult {
   checkMedianMicros: Record<'embedded' | 'upstash', number>
   /** Median req/s over rounds per variant, and the ratio to `off`. */
-  throughput: Record<VariantId, { reqPerSec: number; ratioToOff: number; non2xx: number }>
+  /** CPU ms per call of the local Upstash stand-in (proxy + redis-server), NaN when not run. */
+  storeCpuMsPerCall: number
+  throughput: Record<VariantId, { reqPerSec: number; ratioToOff: number; non2xx: number; workerCpuMsPerReq: number }>
 }
 
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_customer', arguments: { customerId: 'cus_007' } } })
-const NO_RUN = { reqPerSec: NaN, ratioToOff: NaN, non2xx: 0 }
+const NO_RUN = { reqPerSec: NaN, ratioToOff: NaN, non2xx: 0, workerCpuMsPerReq: NaN }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 
 function seed(persist: string, dir: string): void {
@@ -70,6 +73,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
     seed(env.persistTo!, dir)
     const keys = await ensureKeys(env)
     const plain = (value: string) => ({ type: 'plain_text' as const, value })
+    const before = new Set(workerdPids())
     worker = await unstable_startWorker({
       config: join(ROOT, 'wrangler.toml'),
       entrypoint: join(ROOT, 'scripts/bench/limits-entry.ts'),
@@ -85,6 +89,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
       dev: { inspector: false, server: { hostname: '127.0.0.1', port }, logLevel: 'warn', persist: env.persistTo!, watch: false, liveReload: false },
     })
     await worker.ready
+    const pids = workerdPids().filter((p) => !before.has(p))
 
     // Limit check cost, per backend.
     const checkMedianMicros = { embedded: NaN, upstash: NaN }
@@ -96,7 +101,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
       log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of 50 batches × 20 sequential calls; two windows + one lease)`)
     }
 
-    if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
+    if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, storeCpuMsPerCall: NaN, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
     // Throughput: enough subs that none reaches 60 calls a minute.
     let minted = 0
     const tokens = async (n: number) => Promise.all(Array.from({ length: n }, () => mintDevToken({ role: 'read-only', sub: `bench-limits-${minted++}`, ttlSeconds: 3600, env })))
@@ -115,22 +120,33 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
     for (const v of VARIANTS) await load(v, 3)
     const rps: Record<VariantId, number[]> = { off: [], embedded: [], upstash: [] }
     const non2xx: Record<VariantId, number> = { off: 0, embedded: 0, upstash: 0 }
+    // The Worker's own CPU (workerd: the Worker and its objects; not the proxy, redis-server or autocannon).
+    const cpu: Record<VariantId, number[]> = { off: [], embedded: [], upstash: [] }
+    // The local store's CPU (the Node proxy + redis-server): on Upstash this runs on Upstash's machines.
+    const storeCpu: number[] = []
+    const storePids = local.pid === undefined ? [] : descendantPids(local.pid)
     for (let round = 0; round < ROUNDS; round++) {
       for (const v of VARIANTS) {
+        const c0 = cpuMs(pids)
+        const s0 = cpuMs(storePids)
         const r = await load(v, SECONDS)
+        await new Promise((resolve) => setTimeout(resolve, 1500)) // lease releases and write-behind flushes of the round
+        cpu[v].push((cpuMs(pids) - c0) / Math.max(1, r.requests.total))
+        if (v === 'upstash') storeCpu.push((cpuMs(storePids) - s0) / Math.max(1, r.requests.total))
         rps[v].push(r.requests.average)
         non2xx[v] += r.non2xx + r.errors
       }
     }
     const off = median(rps.off)
     const throughput = Object.fromEntries(
-      VARIANTS.map((v) => [v, { reqPerSec: median(rps[v]), ratioToOff: median(rps[v]) / off, non2xx: non2xx[v] }]),
+      VARIANTS.map((v) => [v, { reqPerSec: median(rps[v]), ratioToOff: median(rps[v]) / off, non2xx: non2xx[v], workerCpuMsPerReq: median(cpu[v]) }]),
     ) as LimitsBenchResult['throughput']
     for (const v of VARIANTS) {
       const t = throughput[v]
-      log(`limits throughput ${v.padEnd(9)} ${t.reqPerSec.toFixed(0).padStart(5)} req/s  ×${t.ratioToOff.toFixed(2)} of off  (median of ${ROUNDS} interleaved ${SECONDS} s rounds, ${CONNECTIONS} connections; non-2xx ${t.non2xx})`)
+      log(`limits throughput ${v.padEnd(9)} ${t.reqPerSec.toFixed(0).padStart(5)} req/s  ×${t.ratioToOff.toFixed(2)} of off  Worker CPU ${t.workerCpuMsPerReq.toFixed(2)} ms/req  (median of ${ROUNDS} interleaved ${SECONDS} s rounds, ${CONNECTIONS} connections; non-2xx ${t.non2xx})`)
     }
-    return { checkMedianMicros, throughput }
+    log(`limits local Upstash store (Node proxy + redis-server) CPU ${median(storeCpu).toFixed(2)} ms per call on the same ${cpus().length} cores (not the Worker's: on Upstash it runs on their machines)`)
+    return { checkMedianMicros, throughput, storeCpuMsPerCall: median(storeCpu) }
   } finally {
     await worker?.dispose()
     if (local.pid !== undefined) process.kill(-local.pid, 'SIGTERM')
