@@ -46,9 +46,9 @@
 // The outbox is the durable copy; the object also keeps the same sealed rows
 // in memory (`held`, in seq order, while there are at most MEMORY_MAX_ROWS of
 // them), so a drain neither reads SQLite nor parses JSON for rows it sealed
-// itself. After a restart (or while more rows are held than that, i.e. D1
-// has been failing for a while) the drain reads the outbox table instead.
-// Either way the rows sent are the oldest ones, in seq order, and a row leaves
+// itself. After a restart the constructor reads the outbox back into memory;
+// while it holds more rows than that (D1 has been failing for a while) the
+// drain reads the outbox table instead, 200 rows at a time. Either way the rows sent are the oldest ones, in seq order, and a row leaves
 // the outbox only after D1 has it.
 import { DurableObject } from 'cloudflare:workers'
 import type { SqlStatement } from '../db/queries.ts'
