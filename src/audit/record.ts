@@ -47,9 +47,18 @@ function settingsFor(tool: string | undefined) {
   return tool === undefined ? undefined : POLICY.tools.get(tool)
 }
 
+/** One Set per tool's settings, built once: redact() caches its work per Set. */
+const sensitiveSets = new WeakMap<object, ReadonlySet<string>>()
+function sensitiveOf(settings: ReturnType<typeof settingsFor>): ReadonlySet<string> {
+  if (!settings) return DEFAULT_SENSITIVE
+  let set = sensitiveSets.get(settings)
+  if (!set) sensitiveSets.set(settings, (set = new Set(settings.sensitiveFields)))
+  return set
+}
+
 export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Date.now()): Promise<AuditRecord> {
   const settings = settingsFor(facts.rpc.toolName)
-  const sensitive = settings ? new Set(settings.sensitiveFields) : DEFAULT_SENSITIVE
+  const sensitive = sensitiveOf(settings)
   const output = ending.outputJson
   const redactedOutput = output === undefined ? undefined : redactedJson(output, sensitive)
   const excerpt = redactedOutput !== undefined && (settings?.auditExcerpt ?? true) ? capText(redactedOutput, EXCERPT_CAP_BYTES) : null

@@ -100,6 +100,32 @@ function isSensitiveKey(key: string, keys: ReadonlySet<string>): boolean {
   return false
 }
 
+/**
+ * Object keys are mostly a tool's fixed field names ("customer", "email"), the
+ * same on every call: for a key that redactText leaves unchanged (so it holds
+ * nothing the patterns recognise as personal data or a credential) and that
+ * is short, its sensitivity is remembered per key set. Bounded: cleared when
+ * full, so caller-chosen keys cannot grow it.
+ */
+const KEY_CACHE_MAX = 1024
+const KEY_CACHE_MAX_CHARS = 64
+const cleanKeyCache = new WeakMap<ReadonlySet<string>, Map<string, boolean>>()
+
+/** [the key as written out, whether its value is redacted] */
+function keyVerdict(key: string, keys: ReadonlySet<string>): [string, boolean] {
+  let cache = cleanKeyCache.get(keys)
+  const cached = cache?.get(key)
+  if (cached !== undefined) return [key, cached]
+  const outKey = redactText(key)
+  const sensitive = isSensitiveKey(key, keys)
+  if (outKey === key && key.length <= KEY_CACHE_MAX_CHARS) {
+    if (!cache) cleanKeyCache.set(keys, (cache = new Map()))
+    if (cache.size >= KEY_CACHE_MAX) cache.clear()
+    cache.set(key, sensitive)
+  }
+  return [outKey, sensitive]
+}
+
 /** Deep copy of `value` with sensitive keys and personal data redacted (see module header). */
 export function redact(value: unknown, sensitiveKeys: ReadonlySet<string>): unknown {
   const keys = normalizedKeys(sensitiveKeys)
@@ -119,9 +145,10 @@ export function redact(value: unknown, sensitiveKeys: ReadonlySet<string>): unkn
       const out: Record<string, unknown> = {}
       for (const [key, child] of Object.entries(node)) {
         if (child === undefined || typeof child === 'function' || typeof child === 'symbol') continue
-        let outKey = redactText(key)
-        for (let n = 2; Object.hasOwn(out, outKey); n += 1) outKey = `${redactText(key)} #${n}`
-        out[outKey] = isSensitiveKey(key, keys) ? REDACTED : walk(child, depth + 1)
+        const [redactedKey, sensitive] = keyVerdict(key, keys)
+        let outKey = redactedKey
+        for (let n = 2; Object.hasOwn(out, outKey); n += 1) outKey = `${redactedKey} #${n}`
+        out[outKey] = sensitive ? REDACTED : walk(child, depth + 1)
       }
       return out
     } finally {
@@ -250,13 +277,22 @@ export function redactCredentials(text: string): string {
     .replace(CREDENTIAL_PARAM, (_m, prefix: string, quote: string) => `${prefix}${quote}${REDACTED_TOKEN}${quote}`)
 }
 
+const HAS_FOLDABLE = new RegExp(FOLDABLE.source)
+
+function replacePlain(text: string, pattern: RegExp, replace: (match: string) => string): string {
+  return text.replace(pattern, replace)
+}
+
 /** Redacts credentials, e-mail addresses, card numbers and phone numbers in free text (see module header). */
 export function redactText(text: string): string {
   let out = redactCredentials(text)
-  out = replaceFolded(out, EMAIL, () => REDACTED_EMAIL)
-  out = replaceFolded(out, UUID_OR_CARD, cardReplacement)
-  out = replaceFolded(out, UUID_OR_PHONE, phoneReplacement)
-  return replaceFolded(out, LONG_DIGITS, () => REDACTED_PHONE)
+  // The replacements are plain ASCII: a text with nothing to fold keeps
+  // nothing to fold, and replaceFolded of it is a plain replace. Checked once.
+  const replace = HAS_FOLDABLE.test(out) ? replaceFolded : replacePlain
+  out = replace(out, EMAIL, () => REDACTED_EMAIL)
+  out = replace(out, UUID_OR_CARD, cardReplacement)
+  out = replace(out, UUID_OR_PHONE, phoneReplacement)
+  return replace(out, LONG_DIGITS, () => REDACTED_PHONE)
 }
 
 const encoder = new TextEncoder()

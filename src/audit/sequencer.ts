@@ -9,8 +9,12 @@
 //     the same canonical form audit:verify checks) and writes the sealed row
 //     to this object's own transactional storage (the `outbox` table) before
 //     returning: "accepted" means durable. Rows are then group-committed to
-//     D1: one flush in flight at a time, and everything accepted meanwhile
-//     goes into the next single db.batch(), in seq order. The D1 INSERT is
+//     D1: one flush in flight at a time; a flush first gathers rows for up to
+//     GATHER_MS (less when FLUSH_MAX_ROWS are waiting, none when commit,
+//     drain, resync or the alarm asks for a flush), and everything accepted
+//     by then goes into one db.batch(), in seq order. (Per flush, not per
+//     row: the D1 round trip and the outbox DELETE; under load the gathering
+//     is what keeps a batch from carrying one or two rows.) The D1 INSERT is
 //     idempotent by seq (ON CONFLICT DO NOTHING, then the stored hash is
 //     compared), so a flush retried after a crash never duplicates a row.
 //     When D1 fails the outbox is kept and an alarm retries the drain (1 s,
@@ -38,6 +42,14 @@
 //
 // The head is loaded in blockConcurrencyWhile in the constructor: the newest
 // outbox row if any (not yet in D1), else D1's head (chainHead).
+//
+// The outbox is the durable copy; the object also keeps the same sealed rows
+// in memory (`held`, in seq order, while there are at most MEMORY_MAX_ROWS of
+// them), so a drain neither reads SQLite nor parses JSON for rows it sealed
+// itself. After a restart the constructor reads the outbox back into memory;
+// while it holds more rows than that (D1 has been failing for a while) the
+// drain reads the outbox table instead, 200 rows at a time. Either way the rows sent are the oldest ones, in seq order, and a row leaves
+// the outbox only after D1 has it.
 import { DurableObject } from 'cloudflare:workers'
 import type { SqlStatement } from '../db/queries.ts'
 import { createLogger, type Logger } from '../log.ts'
@@ -51,6 +63,10 @@ export type CommitOutcome =
 
 /** Rows per D1 batch when draining (keeps one batch well under D1's limits). */
 const FLUSH_MAX_ROWS = 200
+/** Sealed rows also held in memory for the drain; beyond this the drain reads them back from the outbox table. */
+const MEMORY_MAX_ROWS = 1000
+/** How long a flush waits for more rows before it sends its batch (unless asked to flush now). */
+const GATHER_MS = 25
 const RETRY_MIN_MS = 1000
 const RETRY_MAX_MS = 30_000
 
@@ -64,7 +80,15 @@ export class AuditSequencer extends DurableObject<Env> {
   /** Serializes sealing (and commit), so seq follows arrival order. */
   private tail: Promise<unknown> = Promise.resolve()
   private flushing: Promise<void> | null = null
+  /** Callers waiting in flush(): while any, a drain sends at once instead of gathering. */
+  private urgent = 0
+  /** Ends the current gathering wait early. */
+  private wake: (() => void) | null = null
   private failures = 0
+  /** Rows in the outbox table (the durable copy). */
+  private outboxRows = 0
+  /** The outbox's rows in seq order, in memory; null while the outbox holds more than MEMORY_MAX_ROWS (read it instead). */
+  private held: AuditRow[] | null = []
   private readonly log: Logger
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -74,14 +98,18 @@ export class AuditSequencer extends DurableObject<Env> {
     this.log = createLogger({ component: 'audit_sequencer', chain: this.chain })
     void ctx.blockConcurrencyWhile(async () => {
       if (chain === undefined) return // every call refuses (named)
-      ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL)')
-      const last = ctx.storage.sql.exec<{ row: string }>('SELECT row FROM outbox ORDER BY seq DESC LIMIT 1').toArray()[0]
-      if (last) {
-        const row = JSON.parse(last.row) as AuditRow
-        this.head = { seq: row.seq, hash: row.hash }
-      } else {
+      const sql = ctx.storage.sql
+      sql.exec('CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL)')
+      this.outboxRows = sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one().n
+      if (this.outboxRows === 0) {
         this.head = await chainHead(env.DB, chain)
+        return
       }
+      // Rows accepted before a restart and not yet in D1: they come first.
+      this.held = this.outboxRows <= MEMORY_MAX_ROWS ? this.readOutbox(MEMORY_MAX_ROWS) : null
+      const last = this.held ? this.held[this.held.length - 1] : this.readOutbox(1, 'DESC')[0]
+      if (!last) throw new Error('audit sequencer: outbox count and rows disagree')
+      this.head = { seq: last.seq, hash: last.hash }
     })
   }
 
@@ -101,7 +129,12 @@ export class AuditSequencer extends DurableObject<Env> {
   async append(record: AuditRecord): Promise<{ seq: number; hash: string }> {
     const row = await this.serial(async () => {
       const sealed = await sealRow(record, this.head)
+      // Durable before append returns: the runtime holds this reply until the write is committed.
       this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', sealed.seq, JSON.stringify(sealed))
+      this.outboxRows += 1
+      if (this.held && this.held.length < MEMORY_MAX_ROWS) this.held.push(sealed)
+      else this.held = null
+      if (this.outboxRows >= FLUSH_MAX_ROWS) this.wake?.()
       this.head = { seq: sealed.seq, hash: sealed.hash }
       return sealed
     })
@@ -152,7 +185,15 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   private pending(): number {
-    return this.ctx.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one().n
+    return this.outboxRows
+  }
+
+  /** The oldest (or newest) `limit` rows of the outbox table. */
+  private readOutbox(limit: number, order: 'ASC' | 'DESC' = 'ASC'): AuditRow[] {
+    return this.ctx.storage.sql
+      .exec<{ row: string }>(`SELECT row FROM outbox ORDER BY seq ${order} LIMIT ?`, limit)
+      .toArray()
+      .map((r) => JSON.parse(r.row) as AuditRow)
   }
 
   /** Starts a drain unless one is in flight. */
@@ -163,21 +204,39 @@ export class AuditSequencer extends DurableObject<Env> {
     })
   }
 
-  /** Resolves once the outbox is empty or D1 failed (alarm set). */
+  /** Resolves once the outbox is empty or D1 failed (alarm set). Sends at once (no gathering). */
   private async flush(): Promise<void> {
-    while (this.flushing) await this.flushing
-    if (this.pending() === 0) return
-    this.kick()
-    await this.flushing
+    this.urgent += 1
+    try {
+      this.wake?.()
+      while (this.flushing) await this.flushing
+      if (this.pending() === 0) return
+      this.kick()
+      await this.flushing
+    } finally {
+      this.urgent -= 1
+    }
+  }
+
+  /** Waits up to GATHER_MS for more rows, unless a flush is asked for or a full batch is waiting. */
+  private async gather(): Promise<void> {
+    if (this.urgent > 0 || this.outboxRows >= FLUSH_MAX_ROWS) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), GATHER_MS)
+      this.wake = () => {
+        this.wake = null
+        clearTimeout(timer)
+        resolve()
+      }
+    })
   }
 
   private async drainOutbox(): Promise<void> {
     const db = this.env.DB
     for (;;) {
-      const rows = this.ctx.storage.sql
-        .exec<{ row: string }>('SELECT row FROM outbox ORDER BY seq LIMIT ?', FLUSH_MAX_ROWS)
-        .toArray()
-        .map((r) => JSON.parse(r.row) as AuditRow)
+      if (this.outboxRows === 0) return
+      await this.gather()
+      const rows = this.held ? this.held.slice(0, FLUSH_MAX_ROWS) : this.readOutbox(FLUSH_MAX_ROWS)
       const last = rows[rows.length - 1]
       if (!last) return
       let results: D1Result[]
@@ -193,6 +252,10 @@ export class AuditSequencer extends DurableObject<Env> {
       this.failures = 0
       await this.checkSkipped(rows, results)
       this.ctx.storage.sql.exec('DELETE FROM outbox WHERE seq <= ?', last.seq)
+      this.outboxRows -= rows.length
+      // Only the drain removes rows, and appends only add after them: the sent rows are the first ones held.
+      if (this.held) this.held.splice(0, rows.length)
+      else if (this.outboxRows === 0) this.held = []
       this.log('info', 'audit_head', { seq: last.seq, hash: last.hash, rows: rows.length })
     }
   }

@@ -194,6 +194,52 @@ describe('AuditSequencer', { timeout: 30_000 }, () => {
     await rowsLanded(chain, 31)
   })
 
+  it('rows accepted while a flush is in flight are neither lost nor sent twice: 392 appends from many callers at once, with drains among them', async () => {
+    const { chain, seq } = freshChain()
+    // Sent at once: the first flush starts with the first rows, the rest arrive
+    // while it gathers or is in flight; the drains ask for a flush mid-stream.
+    const calls = range(400, 0).map((i) => (i % 50 === 25 ? seq.drain().then(() => null) : seq.append(record({ request_id: `fl-${i}` }))))
+    const heads = (await Promise.all(calls)).filter((h) => h !== null)
+    expect(heads).toHaveLength(392)
+    expect(await seq.drain()).toBe(0)
+    const rows = await all(readChain(db, { chain }))
+    expect(rows.map((r) => r.seq)).toEqual(range(392))
+    expect(new Set(rows.map((r) => r.request_id)).size).toBe(392)
+    for (const h of heads) expect(rows[h.seq - 1]?.hash).toBe(h.hash)
+    expect(await verifyChain(rows, GENESIS)).toMatchObject({ ok: true, count: 392 })
+  })
+
+  it('rows land in D1 without a drain() call: a lone append is flushed after the short gathering wait', async () => {
+    const { chain, seq } = freshChain()
+    const head = await seq.append(record({ request_id: 'lone' }))
+    await rowsLanded(chain, 1)
+    expect((await all(readChain(db, { chain })))[0]).toMatchObject({ seq: 1, request_id: 'lone', hash: head.hash })
+  })
+
+  it('more rows held back than the object keeps in memory (a long D1 outage): all are drained from the outbox, in order, once each', async () => {
+    const { chain, seq } = freshChain()
+    const trigger = `audit_long_down_${chain}`
+    await db.prepare(`CREATE TRIGGER ${trigger} BEFORE INSERT ON audit_log WHEN NEW.chain = ${chain} BEGIN SELECT RAISE(ABORT, 'D1 unavailable (simulated)'); END`).run()
+    onTestFinished(async () => { await db.prepare(`DROP TRIGGER IF EXISTS ${trigger}`).run() })
+    const accepted: { seq: number; hash: string }[] = []
+    // 1 050 rows (more than MEMORY_MAX_ROWS = 1 000), 50 callers at a time.
+    for (let wave = 0; wave < 21; wave += 1) {
+      accepted.push(...await Promise.all(range(50, wave * 50).map((i) => seq.append(record({ request_id: `long-${i}` })))))
+    }
+    expect(await seq.drain()).toBe(1050)
+    expect(await chainCount(chain)).toBe(0)
+    await db.prepare(`DROP TRIGGER ${trigger}`).run()
+    expect(await seq.drain()).toBe(0)
+    const rows = await all(readChain(db, { chain }))
+    expect(rows.map((r) => r.seq)).toEqual(range(1050))
+    for (const a of accepted) expect(rows[a.seq - 1]?.hash).toBe(a.hash)
+    expect(await verifyChain(rows, GENESIS)).toMatchObject({ ok: true, count: 1050 })
+    // Back to normal: the next row follows, and lands.
+    expect((await seq.append(record())).seq).toBe(1051)
+    await rowsLanded(chain, 1051)
+    expect(await verifyStoredChain(db, { chain })).toMatchObject({ ok: true, count: 1051 })
+  })
+
   it('a drain retried after D1 already took part of it stores each row once; a different row at a taken seq is reported loudly', async () => {
     const { chain, seq } = freshChain()
     // D1 refuses this chain's rows unless a test-only flag is open; the test

@@ -288,3 +288,36 @@ describe('dates are not phone numbers, also in lists and parentheses', () => {
     expect(redactText('call (415) 555-0123')).toBe('call [redacted-phone]')
   })
 })
+
+describe('redact: what it remembers between calls changes no result', () => {
+  it('a key is judged against the key set of the call: "body" is redacted with a set that names it and kept with one that does not, in any order', () => {
+    const withBody: ReadonlySet<string> = new Set(['email', 'body'])
+    for (let i = 0; i < 3; i += 1) {
+      expect(redact({ body: 'hello', email: 'x' }, POLICY_KEYS)).toEqual({ body: 'hello', email: '[redacted]' })
+      expect(redact({ body: 'hello', email: 'x' }, withBody)).toEqual({ body: '[redacted]', email: '[redacted]' })
+    }
+  })
+
+  it('a key holding personal data or a credential is redacted on every call, not only the first', () => {
+    const input = { 'ada@acme.example': 1, [`Bearer ${JWT}`]: 2, '+1 415 555 0123': 3, 'Ｔｅｌ': 4 }
+    const first = redact(input, POLICY_KEYS)
+    for (let i = 0; i < 3; i += 1) expect(redact(input, POLICY_KEYS)).toEqual(first)
+    expect(JSON.stringify(first)).not.toMatch(/ada@|eyJ|555/)
+  })
+
+  it('many distinct caller-chosen keys give the same results as fresh calls (the remembered keys are bounded)', () => {
+    const keys = Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? `phone_${i}` : i % 3 === 1 ? `field_${i}` : `e${i}@x.example`))
+    const input = Object.fromEntries(keys.map((k) => [k, `value ${k}`]))
+    const once = redact(input, POLICY_KEYS)
+    expect(redact(input, POLICY_KEYS)).toEqual(once)
+    expect((once as Record<string, string>)['phone_0']).toBe('[redacted]')
+    expect((once as Record<string, string>)['field_1']).toBe('value field_1')
+  })
+
+  it('full-width digits and signs are folded whether or not earlier text had any (the fold check is per string)', () => {
+    expect(redactText('call ０１２３ ４５６ ７８９０ now')).toBe('call [redacted-phone] now')
+    expect(redactText('call 0123 456 7890 now')).toBe('call [redacted-phone] now')
+    expect(redactText('ada＠acme.example')).toBe('[redacted-email]')
+    expect(redact({ a: 'plain', b: '＋１ ４１５ ５５５ ０１２３' }, POLICY_KEYS)).toEqual({ a: 'plain', b: '[redacted-phone]' })
+  })
+})
