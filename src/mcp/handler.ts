@@ -8,19 +8,8 @@
 // handed to the SDK or the tools.
 import { createMcpHandler, isLegacyRequest, WebStandardStreamableHTTPServerTransport, type AuthInfo } from '@modelcontextprotocol/server'
 import { createLogger } from '../log.ts'
+import { buildServer } from './server.ts'
 import type { RequestScope } from './scope.ts'
-
-type BuildServer = typeof import('./server.ts').buildServer
-
-/**
- * The server factory, and behind it the tool modules with their zod schemas
- * and the data layer, is loaded on the first MCP request, once per isolate:
- * isolate startup does not pay for building the tools' schemas, and an
- * isolate that only answers /healthz, metadata or refusals never does.
- * Memoized: concurrent first calls share one import.
- */
-let serverModule: Promise<BuildServer> | undefined
-const loadBuildServer = (): Promise<BuildServer> => (serverModule ??= import('./server.ts').then((m) => m.buildServer))
 
 const SCOPE_KEY = 'bastion.scope'
 const log = createLogger({ component: 'mcp-sdk' })
@@ -35,14 +24,14 @@ function scopeOf(authInfo: AuthInfo | undefined): RequestScope {
 // Created on the first modern-era request, not at module scope: isolate
 // startup does not pay for it (bench/run.ts measures startup CPU).
 let modern: ReturnType<typeof createMcpHandler> | undefined
-const modernHandler = (buildServer: BuildServer) =>
+const modernHandler = () =>
   (modern ??= createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo)), {
     legacy: 'reject',
     responseMode: 'json',
     onerror,
   }))
 
-async function serveLegacy(buildServer: BuildServer, request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
+async function serveLegacy(request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
   const server = buildServer(scopeOf(authInfo))
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
@@ -62,7 +51,6 @@ export async function serveMcp(request: Request, scope: RequestScope, parsedBody
     scopes: [...scope.principal.scopes],
     extra: { [SCOPE_KEY]: scope },
   }
-  const buildServer = await loadBuildServer()
-  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(buildServer, request, authInfo, parsedBody)
-  return modernHandler(buildServer).fetch(request, { authInfo, parsedBody })
+  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, authInfo, parsedBody)
+  return modernHandler().fetch(request, { authInfo, parsedBody })
 }
