@@ -4,8 +4,8 @@
  * `Analytics` only for `analytics: true`, and the Upstash limiter
  * (src/limits/upstash.ts) always passes `analytics: false`; so this class is
  * never built, and if a future change turned analytics on, the first limit
- * check would fail loudly (a limit store error: 503 under the default
- * fail-closed mode) instead of silently recording nothing.
+ * check would throw (the request is refused, never admitted unchecked)
+ * instead of silently recording nothing.
  * test/unit/no-analytics.test.ts runs the limiter against it.
  */
 export class Analytics {
