@@ -8,6 +8,8 @@
 //             middleware runs, the store round trip does not (the cost of a check)
 // Without the header, BENCH_LIMITS chooses (default embedded): bench/limits-off/
 // wrangler.toml sets it to off for the "limits off" row of bench/run.ts.
+// POST /__bench/fetch?n=N makes N sequential bare fetches to the Upstash stand-in
+// (no client library): what one HTTP store call costs the Worker at the least.
 // POST /__bench/check?backend=embedded|upstash&batches=B&n=N times B batches of
 // N sequential acquire calls (limits high enough never to refuse; the lease is
 // released between calls, off the clock) and returns each batch's mean in µs
@@ -85,10 +87,25 @@ async function check(url: URL, env: BenchEnv, ctx: ExecutionContext): Promise<Re
   return Response.json({ backend, n, batches, meansMicros: means })
 }
 
+/** N sequential bare fetches of `[["PING"]]` to the store's /pipeline: the floor of any call to an HTTP store. */
+async function bareFetches(url: URL, env: BenchEnv): Promise<Response> {
+  const n = Number(url.searchParams.get('n') ?? 1000)
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(`${env.BENCH_UPSTASH_URL}/pipeline`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.BENCH_UPSTASH_TOKEN}`, 'content-type': 'application/json' },
+      body: '[["PING"]]',
+    })
+    await res.arrayBuffer()
+  }
+  return Response.json({ n })
+}
+
 export default {
   async fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url)
     if (url.pathname === '/__bench/check') return check(url, env, ctx)
+    if (url.pathname === '/__bench/fetch') return bareFetches(url, env)
     return worker.fetch(request, envFor(env, request.headers.get('x-bench-limits') ?? env.BENCH_LIMITS ?? 'embedded'), ctx)
   },
 } satisfies ExportedHandler<BenchEnv>

@@ -5,17 +5,28 @@
 //   throughput  autocannon `tools/call get_customer` with limits off / on
 //               (embedded) / on (Upstash), interleaved rounds in ONE Worker
 //               process over one D1 (scripts/bench/limits-entry.ts picks the
-//               variant per request), so drift hits every variant alike.
+//               variant per request), so drift hits every variant alike; the
+//               order flips every round (A B C, C B A, ...) so no variant always
+//               follows the same one (write-behind, alarms and GC of the one
+//               before land in the next round).
+//   fetch floor  Worker CPU of one bare fetch to the store stand-in: an HTTP
+//               store costs at least two per call (check; release), so it
+//               bounds the ratio any HTTP store can reach on this machine.
+// State (D1, Durable Objects) lives on tmpfs (/dev/shm) when there is one:
+// local SQLite fsyncs each commit to this VM's disk while blocking the Worker
+// thread, which production storage does not do; BENCH_LIMITS_STATE=disk keeps
+// it under the OS temp dir (the run prints which).
 // Upstash here is a local redis-server behind the loopback Upstash REST proxy
 // (test/support/): its round trip is loopback + a Node proxy, not Upstash's
 // network latency (add a few ms per call in production, region-dependent).
 // Callers rotate over many `sub`s so no call is refused: the point is the cost
 // of checking, not of refusing.
-//   BENCH_SECONDS (5)  BENCH_CONNECTIONS (10)  BENCH_ROUNDS (3)  BENCH_LIMITS_USERS (600)  BENCH_LIMITS_CHECK_ONLY (0; 1: the check cost only)
+//   BENCH_SECONDS (5)  BENCH_CONNECTIONS (10)  BENCH_ROUNDS (5)  BENCH_LIMITS_USERS (600)  BENCH_LIMITS_CHECK_ONLY (0; 1: the check cost only)
+//   BENCH_LIMITS_VARIANTS (embedded,upstash; `off` always runs)
 // Exports runLimitsBench() for bench harnesses; `tsx scripts/bench/limits.ts` prints lines.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -29,16 +40,23 @@ import { cpuMs, descendantPids, workerdPids } from './proc.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5)
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10)
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5)
+/** Where the bench's state lives: tmpfs unless BENCH_LIMITS_STATE=disk or there is none. */
+const STATE_ROOT = process.env['BENCH_LIMITS_STATE'] !== 'disk' && existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 const SUBS = Number(process.env['BENCH_LIMITS_USERS'] ?? 600)
-const VARIANTS = ['off', 'embedded', 'upstash'] as const
-type VariantId = (typeof VARIANTS)[number]
+const ALL_VARIANTS = ['off', 'embedded', 'upstash'] as const
+type VariantId = (typeof ALL_VARIANTS)[number]
+/** `off` always runs (the ratio's denominator); BENCH_LIMITS_VARIANTS=embedded runs only off + embedded. */
+const VARIANTS: readonly VariantId[] = ALL_VARIANTS.filter((v) => v === 'off' || (process.env['BENCH_LIMITS_VARIANTS'] ?? 'embedded,upstash').split(',').includes(v))
 
 export interface LimitsBenchResult {
   checkMedianMicros: Record<'embedded' | 'upstash', number>
   /** Median req/s over rounds per variant, and the ratio to `off`. */
   /** CPU ms per call of the local Upstash stand-in (proxy + redis-server), NaN when not run. */
   storeCpuMsPerCall: number
+  /** Worker CPU ms of one bare fetch to the store stand-in. */
+  fetchFloorMs: number
+  stateOn: string
   throughput: Record<VariantId, { reqPerSec: number; ratioToOff: number; non2xx: number; workerCpuMsPerReq: number }>
 }
 
@@ -60,7 +78,7 @@ function seed(persist: string, dir: string): void {
 }
 
 export async function runLimitsBench(log: (line: string) => void = console.log): Promise<LimitsBenchResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'bastion-bench-limits-'))
+  const dir = mkdtempSync(join(STATE_ROOT, 'bastion-bench-limits-'))
   // redis-server + the Upstash proxy in a process (group) of their own, away from autocannon's event loop.
   const local = spawn(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'scripts/lib/upstash-local.ts')], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'inherit'] })
   const [line] = (await once(local.stdout!, 'data')) as [Buffer]
@@ -101,7 +119,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
       log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of 50 batches × 20 sequential calls; two windows + one lease)`)
     }
 
-    if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, storeCpuMsPerCall: NaN, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
+    if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, storeCpuMsPerCall: NaN, fetchFloorMs: NaN, stateOn: STATE_ROOT, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
     // Throughput: enough subs that none reaches 60 calls a minute.
     let minted = 0
     const tokens = async (n: number) => Promise.all(Array.from({ length: n }, () => mintDevToken({ role: 'read-only', sub: `bench-limits-${minted++}`, ttlSeconds: 3600, env })))
@@ -130,7 +148,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
     const storeCpu: number[] = []
     const storePids = local.pid === undefined ? [] : descendantPids(local.pid)
     for (let round = 0; round < ROUNDS; round++) {
-      for (const v of VARIANTS) {
+      for (const v of round % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()) {
         // Untimed priming: one call per sub, so every limiter object is live, as for subs that are calling.
         const primed = await load(v, 0, SUBS)
         non2xx[v] += primed.non2xx + primed.errors
@@ -144,16 +162,29 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
         non2xx[v] += r.non2xx + r.errors
       }
     }
+    // The floor of an HTTP store call: bare fetches, Worker CPU each (median of 3 runs of 1000).
+    const floors: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const c0 = cpuMs(pids)
+      const res = await fetch(`${origin}/__bench/fetch?n=1000`, { method: 'POST' })
+      if (!res.ok) throw new Error(`fetch floor: ${res.status} ${await res.text()}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      floors.push((cpuMs(pids) - c0) / 1000)
+    }
+    const fetchFloorMs = median(floors)
     const off = median(rps.off)
     const throughput = Object.fromEntries(
       VARIANTS.map((v) => [v, { reqPerSec: median(rps[v]), ratioToOff: median(rps[v]) / off, non2xx: non2xx[v], workerCpuMsPerReq: median(cpu[v]) }]),
     ) as LimitsBenchResult['throughput']
     for (const v of VARIANTS) {
       const t = throughput[v]
-      log(`limits throughput ${v.padEnd(9)} ${t.reqPerSec.toFixed(0).padStart(5)} req/s  ×${t.ratioToOff.toFixed(2)} of off  Worker CPU ${t.workerCpuMsPerReq.toFixed(2)} ms/req  (median of ${ROUNDS} interleaved ${SECONDS} s rounds, ${CONNECTIONS} connections; non-2xx ${t.non2xx})`)
+      log(`limits throughput ${v.padEnd(9)} ${t.reqPerSec.toFixed(0).padStart(5)} req/s  ×${t.ratioToOff.toFixed(2)} of off  Worker CPU ${t.workerCpuMsPerReq.toFixed(2)} ms/req (off ÷ this ${(throughput.off.workerCpuMsPerReq / t.workerCpuMsPerReq).toFixed(2)})  (median of ${ROUNDS} interleaved ${SECONDS} s rounds, ${CONNECTIONS} connections; non-2xx ${t.non2xx})`)
     }
+    log(`limits state on ${STATE_ROOT === '/dev/shm' ? 'tmpfs (/dev/shm)' : `disk (${STATE_ROOT})`}`)
+    const offCpu = throughput.off.workerCpuMsPerReq
+    log(`limits bare fetch to the store: ${(fetchFloorMs * 1000).toFixed(0)} µs Worker CPU each; an HTTP store needs 2 per call (check, release): with off at ${offCpu.toFixed(2)} ms/req, at best ×${(offCpu / (offCpu + 2 * fetchFloorMs)).toFixed(2)} of off in Worker CPU here, before any client or store work`)
     log(`limits local Upstash store (Node proxy + redis-server) CPU ${median(storeCpu).toFixed(2)} ms per call on the same ${cpus().length} cores (not the Worker's: on Upstash it runs on their machines)`)
-    return { checkMedianMicros, throughput, storeCpuMsPerCall: median(storeCpu) }
+    return { checkMedianMicros, throughput, storeCpuMsPerCall: median(storeCpu), fetchFloorMs, stateOn: STATE_ROOT }
   } finally {
     await worker?.dispose()
     if (local.pid !== undefined) process.kill(-local.pid, 'SIGTERM')

@@ -29,7 +29,11 @@
  * accepted in the last PERSIST_AFTER_MS (at most that many ms of one
  * subject's calls: a few calls at the policy's rates). A released lease
  * that was not yet written comes back after a restart until it expires, so a
- * restart never frees a slot early. Refusals change nothing. An alarm at the
+ * restart never frees a slot early. A write is as small as it can be: the
+ * calls of one period go in one INSERT (HITS_PER_INSERT rows per statement),
+ * and a lease taken and released within one period (most calls: they end in
+ * well under PERSIST_AFTER_MS) is never written at all, nor is its release.
+ * Refusals change nothing. An alarm at the
  * end of the longest window deletes what expired, so an idle subject leaves
  * empty tables behind, not a log; the constructor reloads only live entries.
  */
@@ -40,10 +44,11 @@ import { LimitStoreError, withStoreTimeout } from './limiter.ts'
 /** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
 export const PERSIST_AFTER_MS = 1000
 
-type Change =
-  | { readonly op: 'hit'; readonly rule: string; readonly at: number; readonly expires: number }
-  | { readonly op: 'lease'; readonly rule: string; readonly id: string; readonly expires: number }
-  | { readonly op: 'unlease'; readonly rule: string; readonly id: string }
+/** A lease row to write (`expires`), or to delete (`null`). */
+type LeaseChange = { readonly rule: string; readonly id: string; readonly expires: number | null; readonly fresh: boolean }
+
+/** SQLite in Durable Objects binds at most 100 parameters per statement: 33 rows of 3. */
+const HITS_PER_INSERT = 33
 
 export class LimiterObject extends DurableObject<Env> {
   /** rule name → accepted call timestamps (ascending). */
@@ -53,8 +58,10 @@ export class LimiterObject extends DurableObject<Env> {
   private readonly sql: SqlStorage
   /** When the cleanup alarm is due (ms), as far as this instance knows. */
   private alarmAt = 0
-  /** Changes not yet written, in order; written by flush(). */
-  private pending: Change[] = []
+  /** Accepted calls not yet written: rule, at, expires (flat, three per call); written by flush(). */
+  private pendingHits: (string | number)[] = []
+  /** Lease rows not yet written, by rule and id: the last change wins (a lease and its release cancel out). */
+  private pendingLeases = new Map<string, LeaseChange>()
   private flushTimer: ReturnType<typeof setTimeout> | undefined
   /** The latest expiry queued since the last flush (0: none): the cleanup alarm is armed for it. */
   private horizon = 0
@@ -112,24 +119,33 @@ export class LimiterObject extends DurableObject<Env> {
       const log = this.windows.get(rule.name) ?? []
       log.push(now)
       this.windows.set(rule.name, log)
-      this.queue({ op: 'hit', rule: rule.name, at: now, expires: now + rule.windowMs })
+      this.pendingHits.push(rule.name, now, now + rule.windowMs)
       remaining.set(rule.name, rule.limit - log.length)
       horizon = Math.max(horizon, now + rule.windowMs)
     }
     for (const rule of req.concurrency) {
       const held = this.liveLeases(rule.name, now)
+      // Fresh: no live row for this id can exist (memory holds every live lease), so a release before the write cancels both.
+      const fresh = !held.has(req.leaseId)
       held.set(req.leaseId, now + rule.ttlMs)
-      this.queue({ op: 'lease', rule: rule.name, id: req.leaseId, expires: now + rule.ttlMs })
+      this.pendingLeases.set(`${rule.name}\u0000${req.leaseId}`, { rule: rule.name, id: req.leaseId, expires: now + rule.ttlMs, fresh })
       remaining.set(rule.name, rule.max - held.size)
       horizon = Math.max(horizon, now + rule.ttlMs)
     }
     this.horizon = Math.max(this.horizon, horizon)
+    this.scheduleFlush()
     return { ok: true, leaseId: req.leaseId, remaining }
   }
 
   release(_key: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
     for (const rule of concurrency) {
-      if (this.leases.get(rule.name)?.delete(leaseId)) this.queue({ op: 'unlease', rule: rule.name, id: leaseId })
+      if (!this.leases.get(rule.name)?.delete(leaseId)) continue
+      const slot = `${rule.name}\u0000${leaseId}`
+      const queued = this.pendingLeases.get(slot)
+      // Taken and released within one write-behind period: nothing to write for it at all.
+      if (queued?.fresh === true && queued.expires !== null) this.pendingLeases.delete(slot)
+      else this.pendingLeases.set(slot, { rule: rule.name, id: leaseId, expires: null, fresh: false })
+      this.scheduleFlush()
     }
   }
 
@@ -141,22 +157,28 @@ export class LimiterObject extends DurableObject<Env> {
   flush(): void {
     if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
     this.flushTimer = undefined
-    const changes = this.pending
-    if (changes.length === 0) return
-    this.pending = []
-    this.ctx.storage.transactionSync(() => {
-      for (const c of changes) {
-        if (c.op === 'hit') this.sql.exec('INSERT INTO hits (rule, at, expires) VALUES (?1, ?2, ?3)', c.rule, c.at, c.expires)
-        else if (c.op === 'lease') this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', c.rule, c.id, c.expires)
-        else this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', c.rule, c.id)
-      }
-    })
+    const hits = this.pendingHits
+    const leases = this.pendingLeases
+    if (hits.length > 0 || leases.size > 0) {
+      this.pendingHits = []
+      this.pendingLeases = new Map()
+      this.ctx.storage.transactionSync(() => {
+        // One statement per HITS_PER_INSERT calls: at the policy's rates, one per flush.
+        for (let i = 0; i < hits.length; i += 3 * HITS_PER_INSERT) {
+          const rows = hits.slice(i, i + 3 * HITS_PER_INSERT)
+          this.sql.exec(`INSERT INTO hits (rule, at, expires) VALUES ${Array.from({ length: rows.length / 3 }, () => '(?, ?, ?)').join(', ')}`, ...rows)
+        }
+        for (const c of leases.values()) {
+          if (c.expires === null) this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', c.rule, c.id)
+          else this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', c.rule, c.id, c.expires)
+        }
+      })
+    }
     if (this.horizon !== 0) this.scheduleCleanup(this.horizon)
     this.horizon = 0
   }
 
-  private queue(change: Change): void {
-    this.pending.push(change)
+  private scheduleFlush(): void {
     this.flushTimer ??= setTimeout(() => this.flush(), PERSIST_AFTER_MS)
   }
 
@@ -207,10 +229,34 @@ export interface EmbeddedOptions {
   timeoutMs: number
 }
 
+/** Most object ids kept per namespace and isolate (oldest out first): a few hundred KiB at most. */
+const ID_CACHE_SIZE = 10_000
+const idCache = new WeakMap<DurableObjectNamespace<LimiterObject>, Map<string, DurableObjectId>>()
+
 /** The Limiter over the LIMITER namespace: one object per key, one RPC per call, each bounded by `timeoutMs`. */
 export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
   if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
-  const stub = (key: string) => ns.get(ns.idFromName(key))
+  // One stub per key for this limiter (a request's acquire and its release share it); stubs are
+  // I/O objects of the request that made them, so they are never kept across requests. Ids are
+  // plain values: kept per namespace and isolate (bounded), so a calling subject's name is hashed once.
+  let ids = idCache.get(ns)
+  if (ids === undefined) idCache.set(ns, (ids = new Map()))
+  const idsOfNs = ids
+  const stubs = new Map<string, DurableObjectStub<LimiterObject>>()
+  const stub = (key: string) => {
+    let s = stubs.get(key)
+    if (s === undefined) {
+      let id = idsOfNs.get(key)
+      if (id === undefined) {
+        id = ns.idFromName(key)
+        if (idsOfNs.size >= ID_CACHE_SIZE) idsOfNs.delete(idsOfNs.keys().next().value as string)
+        idsOfNs.set(key, id)
+      }
+      s = ns.get(id)
+      stubs.set(key, s)
+    }
+    return s
+  }
   const fail = (what: string) => (error: unknown): never => {
     if (error instanceof LimitStoreError) throw error
     throw new LimitStoreError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`)

@@ -109,6 +109,8 @@ function storeFor(settings: UpstashSettings, timeoutMs: number): Store {
     retry: { retries: 0 },
     signal: () => AbortSignal.timeout(timeoutMs),
     enableTelemetry: false,
+    responseEncoding: false,
+    readYourWrites: false,
   })
   return { redis, limiters: new Map() }
 }

@@ -323,6 +323,40 @@ describe('Embedded backend: durable state', () => {
     })
   })
 
+  it('writes nothing for a lease taken and released between two writes, and still keeps the call it counted', async () => {
+    const key = unique('coalesce')
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const wide = [{ name: 'r', limit: 100, windowMs: 3_600_000 }]
+    expect((await limiter.acquire({ key, rates: wide, concurrency, leaseId: 'a' })).ok).toBe(true)
+    await limiter.release(key, concurrency, 'a')
+    // A lease written before its release: the release must be written too (a delete).
+    expect((await limiter.acquire({ key, rates: wide, concurrency, leaseId: 'b' })).ok).toBe(true)
+    const rows = await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
+      instance.flush()
+      const leases = state.storage.sql.exec<{ id: string }>('SELECT id FROM leases').toArray().map((r) => r.id)
+      instance.release(key, concurrency, 'b')
+      instance.flush()
+      return { leases, after: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases').one().n, hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits').one().n }
+    })
+    expect(rows).toEqual({ leases: ['b'], after: 0, hits: 2 })
+  })
+
+  it('writes every call of a burst larger than one insert statement (100 calls, 33 rows per statement)', async () => {
+    const key = unique('burst-write')
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const two = [{ name: 'x', limit: 1000, windowMs: 3_600_000 }, { name: 'y', limit: 1000, windowMs: 3_600_000 }]
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => limiter.acquire({ key, rates: two, concurrency: [], leaseId: `l${i}` })))
+    expect(results.filter((r) => r.ok)).toHaveLength(100)
+    const kept = await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
+      instance.flush()
+      const restarted = new LimiterObject(state, env)
+      const counts = state.storage.sql.exec<{ rule: string; n: number }>('SELECT rule, count(*) AS n FROM hits GROUP BY rule ORDER BY rule').toArray()
+      const next = restarted.acquire({ key, rates: [{ name: 'x', limit: 100, windowMs: 3_600_000 }], concurrency: [], leaseId: 'over' })
+      return { counts: counts.map((c) => [c.rule, c.n]), next: next.ok }
+    })
+    expect(kept).toEqual({ counts: [['x', 100], ['y', 100]], next: false })
+  })
+
   it('its alarm deletes expired entries and keeps live ones', async () => {
     const key = unique('alarm')
     const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
