@@ -10,10 +10,11 @@
 // wrangler.toml sets it to off for the "limits off" row of bench/run.ts.
 // POST /__bench/fetch?n=N makes N sequential bare fetches to the Upstash stand-in
 // (no client library): what one HTTP store call costs the Worker at the least.
-// POST /__bench/check?backend=embedded|upstash&batches=B&n=N times B batches of
-// N sequential acquire calls (limits high enough never to refuse; the lease is
-// released between calls, off the clock) and returns each batch's mean in µs
-// (Workers clocks advance at I/O, so a batch mean is what can be timed).
+// POST /__bench/check?backend=embedded|upstash&phase=acquire|release|noop&n=N&batch=B
+// makes N sequential acquire calls (lease ids B-0 … B-(N-1), limits high enough
+// never to refuse), or releases them, or nothing; scripts/bench/limits.ts times
+// each request from outside (a Worker's own clocks advance only at I/O, too
+// coarse for one check) and subtracts the `noop` request's time.
 import worker, { LimiterObject } from '../../src/index.ts'
 import { embeddedLimiter } from '../../src/limits/embedded.ts'
 import type { AcquireRequest, Limiter } from '../../src/limits/limiter.ts'
@@ -57,34 +58,32 @@ function envFor(env: BenchEnv, variant: string): Env {
 
 async function check(url: URL, env: BenchEnv, ctx: ExecutionContext): Promise<Response> {
   const backend = url.searchParams.get('backend') ?? 'embedded'
-  const batches = Number(url.searchParams.get('batches') ?? 50)
+  const phase = url.searchParams.get('phase') ?? 'acquire'
   const n = Number(url.searchParams.get('n') ?? 20)
+  const batch = url.searchParams.get('batch') ?? '0'
   const timeoutMs = REQUEST_LIMITS.storeTimeoutMs
   const limiter: Limiter =
     backend === 'upstash'
       ? upstashLimiter({ UPSTASH_REDIS_REST_URL: env.BENCH_UPSTASH_URL, UPSTASH_REDIS_REST_TOKEN: env.BENCH_UPSTASH_TOKEN }, { timeoutMs, waitUntil: (p) => ctx.waitUntil(p) })
       : embeddedLimiter(env.LIMITER, { timeoutMs })
-  // The shape of a tools/call check (two windows + the per-sub lease), limits never reached.
+  // The shape of a tools/call check (two windows + the per-sub lease), limits never reached
+  // (the cap is above the batch size: a batch holds its N leases until its release phase).
   const rates = [
     { name: 'tools_call', limit: 1e9, windowMs: 60_000 },
     { name: 'tool_get_customer', limit: 1e9, windowMs: 60_000 },
   ]
-  const concurrency = [{ name: 'concurrent', max: 5, ttlMs: 35_000 }]
+  const concurrency = [{ name: 'concurrent', max: 1000, ttlMs: 35_000 }]
   const key = `bench-check-${backend}`
-  const means: number[] = []
-  for (let b = -2; b < batches; b++) {
-    let spent = 0
-    for (let i = 0; i < n; i++) {
-      const leaseId = crypto.randomUUID()
-      const t = Date.now()
-      const result = await limiter.acquire({ key, rates, concurrency, leaseId })
-      spent += Date.now() - t
-      if (!result.ok) throw new Error(`bench check refused: ${JSON.stringify(result)}`)
+  for (let i = 0; i < (phase === 'noop' ? 0 : n); i++) {
+    const leaseId = `${batch}-${i}`
+    if (phase === 'release') {
       await limiter.release(key, concurrency, leaseId)
+      continue
     }
-    if (b >= 0) means.push((spent / n) * 1000)
+    const result = await limiter.acquire({ key, rates, concurrency, leaseId })
+    if (!result.ok) throw new Error(`bench check refused: ${JSON.stringify(result)}`)
   }
-  return Response.json({ backend, n, batches, meansMicros: means })
+  return Response.json({ backend, phase, n })
 }
 
 /** N sequential bare fetches of `[["PING"]]` to the store's /pipeline: the floor of any call to an HTTP store. */

@@ -1,7 +1,9 @@
 // Cost of the rate and concurrency limits (issue #10), both backends, one run:
 //   check       median µs of one limit check (two windows + one lease, the
-//               shape of a tools/call), measured inside the Worker: median over
-//               batches of the per-call mean of N sequential acquire calls
+//               shape of a tools/call): a request making N sequential acquire
+//               calls in the Worker, timed from here, minus an empty request's
+//               time, ÷ N; median over batches (the Worker's own clocks only
+//               advance at I/O: too coarse for one check)
 //   throughput  autocannon `tools/call get_customer` with limits off / on
 //               (embedded) / on (Upstash), interleaved rounds in ONE Worker
 //               process over one D1 (scripts/bench/limits-entry.ts picks the
@@ -111,12 +113,25 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
 
     // Limit check cost, per backend.
     const checkMedianMicros = { embedded: NaN, upstash: NaN }
+    const CHECK_N = 20
+    const CHECK_BATCHES = 50
+    const timed = async (query: string): Promise<number> => {
+      const t0 = performance.now()
+      const res = await fetch(`${origin}/__bench/check?${query}`, { method: 'POST' })
+      if (!res.ok) throw new Error(`check bench (${query}): ${res.status} ${await res.text()}`)
+      await res.arrayBuffer()
+      return performance.now() - t0
+    }
     for (const backend of ['embedded', 'upstash'] as const) {
-      const res = await fetch(`${origin}/__bench/check?backend=${backend}&batches=50&n=20`, { method: 'POST' })
-      if (!res.ok) throw new Error(`check bench (${backend}): ${res.status} ${await res.text()}`)
-      const { meansMicros } = (await res.json()) as { meansMicros: number[] }
-      checkMedianMicros[backend] = median(meansMicros)
-      log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of 50 batches × 20 sequential calls; two windows + one lease)`)
+      const perCheck: number[] = []
+      for (let b = -3; b < CHECK_BATCHES; b++) {
+        const empty = await timed(`backend=${backend}&phase=noop&n=0`)
+        const batch = await timed(`backend=${backend}&phase=acquire&n=${CHECK_N}&batch=${b + 3}`)
+        await timed(`backend=${backend}&phase=release&n=${CHECK_N}&batch=${b + 3}`)
+        if (b >= 0) perCheck.push(((batch - empty) / CHECK_N) * 1000)
+      }
+      checkMedianMicros[backend] = median(perCheck)
+      log(`limits check ${backend.padEnd(9)} median ${checkMedianMicros[backend].toFixed(0).padStart(6)} µs per check (median of ${CHECK_BATCHES} batches of ${CHECK_N} sequential checks, each batch timed from outside minus an empty request; two windows + one lease)`)
     }
 
     if (process.env['BENCH_LIMITS_CHECK_ONLY'] === '1') return { checkMedianMicros, storeCpuMsPerCall: NaN, fetchFloorMs: NaN, stateOn: STATE_ROOT, throughput: { off: NO_RUN, embedded: NO_RUN, upstash: NO_RUN } }
