@@ -25,7 +25,7 @@
  * the object's replies until it is durable (the runtime's output gate), and
  * one commit per call made the check ~9× slower (450 against 50 µs by the
  * Worker's own clock, which only advances at I/O; timed from outside, a
- * check now takes ~90 µs here; in production a commit waits for replicas,
+ * check now takes 60–90 µs here; in production a commit waits for replicas,
  * several ms). The
  * price is bounded and documented: a crash or a deploy can forget what was
  * accepted in the last PERSIST_AFTER_MS (at most that many ms of one
