@@ -53,12 +53,13 @@ const VARIANTS: readonly VariantId[] = ALL_VARIANTS.filter((v) => v === 'off' ||
 
 export interface LimitsBenchResult {
   checkMedianMicros: Record<'embedded' | 'upstash', number>
-  /** Median req/s over rounds per variant, and the ratio to `off`. */
   /** CPU ms per call of the local Upstash stand-in (proxy + redis-server), NaN when not run. */
   storeCpuMsPerCall: number
   /** Worker CPU ms of one bare fetch to the store stand-in. */
   fetchFloorMs: number
+  /** The directory the bench's state lived under (/dev/shm: tmpfs). */
   stateOn: string
+  /** Median req/s over rounds per variant, and the ratio to `off`. */
   throughput: Record<VariantId, { reqPerSec: number; ratioToOff: number; non2xx: number; workerCpuMsPerReq: number }>
 }
 

@@ -231,32 +231,15 @@ export interface EmbeddedOptions {
   timeoutMs: number
 }
 
-/** Most object ids kept per namespace and isolate (oldest out first): a few hundred KiB at most. */
-const ID_CACHE_SIZE = 10_000
-const idCache = new WeakMap<DurableObjectNamespace<LimiterObject>, Map<string, DurableObjectId>>()
-
 /** The Limiter over the LIMITER namespace: one object per key, one RPC per call, each bounded by `timeoutMs`. */
 export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
   if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
   // One stub per key for this limiter (a request's acquire and its release share it); stubs are
-  // I/O objects of the request that made them, so they are never kept across requests. Ids are
-  // plain values: kept per namespace and isolate (bounded), so a calling subject's name is hashed once.
-  let ids = idCache.get(ns)
-  if (ids === undefined) idCache.set(ns, (ids = new Map()))
-  const idsOfNs = ids
+  // I/O objects of the request that made them, so they are never kept across requests.
   const stubs = new Map<string, DurableObjectStub<LimiterObject>>()
   const stub = (key: string) => {
     let s = stubs.get(key)
-    if (s === undefined) {
-      let id = idsOfNs.get(key)
-      if (id === undefined) {
-        id = ns.idFromName(key)
-        if (idsOfNs.size >= ID_CACHE_SIZE) idsOfNs.delete(idsOfNs.keys().next().value as string)
-        idsOfNs.set(key, id)
-      }
-      s = ns.get(id)
-      stubs.set(key, s)
-    }
+    if (s === undefined) stubs.set(key, (s = ns.get(ns.idFromName(key))))
     return s
   }
   const fail = (what: string) => (error: unknown): never => {

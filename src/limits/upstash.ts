@@ -109,6 +109,8 @@ function storeFor(settings: UpstashSettings, timeoutMs: number): Store {
     retry: { retries: 0 },
     signal: () => AbortSignal.timeout(timeoutMs),
     enableTelemetry: false,
+    // Every value we read is a number or ASCII: no base64 round trip. Read-your-writes syncs
+    // across a client's requests; this client lives for one request.
     responseEncoding: false,
     readYourWrites: false,
   })
