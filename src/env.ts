@@ -1,11 +1,11 @@
 // The Hono environment: bindings and the typed per-request variables each
 // middleware sets for the ones after it.
+import type { AuditedCall } from './audit/audited-call.ts'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import type { RpcMessage } from './mcp/envelope.ts'
 import type { Principal } from './auth/principal.ts'
 import type { RequestScope } from './mcp/scope.ts'
-import type { Commit } from './db/queries.ts'
 
 export interface AppEnv {
   Bindings: Env
@@ -21,9 +21,9 @@ export interface AppEnv {
     /** The parsed JSON-RPC message. */
     rpc: RpcMessage
     principal: Principal
-    /** The MCP layer's view of the request; holds the tool report after the call. */
+    /** The MCP layer's view of the request. */
     scope: RequestScope
-    /** How a tool's writes are committed: with their audit row (set by the audit step). */
-    commit: Commit
+    /** The audited tools/call (set by the audit step for tools/call only). */
+    call: AuditedCall
   }
 }

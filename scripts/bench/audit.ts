@@ -54,7 +54,10 @@ async function main() {
       requestId: crypto.randomUUID(),
       startedAt: Date.now(),
       principal: { sub: 'bench', scopes: new Set(['customers:read']), role: 'admin', tokenId: 'sha256:0011223344556677', clientId: undefined },
-      rpc: { kind: 'request', id: 1, method: 'tools/call', params: {}, toolName: 'get_customer', toolArguments: { customerId: 'cus_001' }, client: { name: 'bench', version: '1' }, raw: {} },
+      method: 'tools/call',
+      toolName: 'get_customer',
+      toolArguments: { customerId: 'cus_001' },
+      client: { name: 'bench', version: '1' },
     }
     const record = await auditRecord(facts, { outcome: 'ok', httpStatus: 200, outputJson: output })
 

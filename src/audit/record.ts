@@ -16,7 +16,6 @@
 // it: SHA-256 of JSON.stringify(redact(JSON.parse(output), sensitiveFields)).
 // `output_bytes` stays the size of what the client received.
 import type { Principal } from '../auth/principal.ts'
-import type { RpcMessage } from '../mcp/envelope.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
 import { sha256Hex } from './chain.ts'
@@ -28,11 +27,20 @@ const TOOL_CAP_CHARS = 128
 const SUB_CAP_CHARS = 256
 const DEFAULT_SENSITIVE: ReadonlySet<string> = new Set(['email', 'phone', 'address'])
 
+/** What the request says about one tools/call, as plain values. */
 export interface CallFacts {
   requestId: string
+  /** When the request arrived (ms since epoch). */
   startedAt: number
   principal: Principal
-  rpc: RpcMessage
+  /** The JSON-RPC method (tools/call when absent). */
+  method: string | undefined
+  /** params.name, when it is a string. */
+  toolName: string | undefined
+  /** params.arguments. */
+  toolArguments: unknown
+  /** Self-reported client identity. */
+  client: { name: string; version: string } | undefined
 }
 
 export interface CallEnding {
@@ -57,7 +65,7 @@ function sensitiveOf(settings: ReturnType<typeof settingsFor>): ReadonlySet<stri
 }
 
 export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Date.now()): Promise<AuditRecord> {
-  const settings = settingsFor(facts.rpc.toolName)
+  const settings = settingsFor(facts.toolName)
   const sensitive = sensitiveOf(settings)
   const output = ending.outputJson
   const redactedOutput = output === undefined ? undefined : redactedJson(output, sensitive)
@@ -70,15 +78,15 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
     sub: capChars(redactCredentials(facts.principal.sub), SUB_CAP_CHARS),
     token_id: facts.principal.tokenId,
     // Self-reported by the client: scrubbed like any free text.
-    client_name: facts.rpc.client ? capChars(redactText(facts.rpc.client.name), TOOL_CAP_CHARS) : null,
-    client_version: facts.rpc.client ? capChars(redactText(facts.rpc.client.version), TOOL_CAP_CHARS) : null,
-    method: facts.rpc.method ?? 'tools/call',
+    client_name: facts.client ? capChars(redactText(facts.client.name), TOOL_CAP_CHARS) : null,
+    client_version: facts.client ? capChars(redactText(facts.client.version), TOOL_CAP_CHARS) : null,
+    method: facts.method ?? 'tools/call',
     // The caller picks the tool name (an unknown tool is recorded too): scrubbed like free text.
-    tool: facts.rpc.toolName === undefined ? null : capChars(redactText(facts.rpc.toolName), TOOL_CAP_CHARS),
+    tool: facts.toolName === undefined ? null : capChars(redactText(facts.toolName), TOOL_CAP_CHARS),
     outcome: ending.outcome,
     http_status: ending.httpStatus,
     duration_ms: Math.max(0, now - facts.startedAt),
-    input_json: facts.rpc.toolArguments === undefined ? null : capJson(redact(facts.rpc.toolArguments, sensitive), INPUT_CAP_BYTES),
+    input_json: facts.toolArguments === undefined ? null : capJson(redact(facts.toolArguments, sensitive), INPUT_CAP_BYTES),
     output_bytes: output === undefined ? null : new TextEncoder().encode(output).byteLength,
     output_sha256: redactedOutput === undefined ? null : await sha256Hex(redactedOutput),
     output_excerpt: excerpt,

@@ -8,14 +8,15 @@
 // policy's budget are refused before the tool runs; output over the tool's
 // cap is cut to fit (rows dropped, long strings shortened), with a visible
 // marker in the text and `_meta["io.bastion/truncation"]` describing the cut.
-// It records the outcome on the request scope for the audit layer.
+// It hands the outcome to the request's audited call.
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
 import { capStructured, truncationMarker } from '../limits/cap-output.ts'
 import { estimateTokens } from '../limits/estimate.ts'
 import { ToolError, type ToolDefinition } from '../tools/define.ts'
-import type { RequestScope, ToolReport } from './scope.ts'
+import type { ToolReport } from '../audit/audited-call.ts'
+import type { RequestScope } from './scope.ts'
 
 class TimeoutError extends Error {}
 
@@ -47,8 +48,9 @@ export async function invokeTool(
   const signal = AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), ...(clientSignal ? [clientSignal] : [])])
   // A tool whose time ran out must not start a write after the caller was told it stopped.
   const commit: Commit = (statements, output) => {
+    if (!scope.call) return Promise.reject(new Error('refusing a write outside an audited tools/call'))
     if (signal.aborted) return Promise.reject(new TimeoutError('aborted before commit'))
-    return scope.commit(statements, output)
+    return scope.call.commit(statements, output)
   }
   const ctx = {
     principal: scope.principal,
@@ -57,9 +59,7 @@ export async function invokeTool(
     data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes }),
     now: () => new Date(),
   }
-  const record = (report: ToolReport) => {
-    scope.report = report
-  }
+  const record = (report: ToolReport) => scope.call?.finish(report)
   const failed = (report: ToolReport, text: string): CallToolResult => {
     record(report)
     return { content: [{ type: 'text', text }], isError: true }

@@ -13,12 +13,7 @@ export const mcp = () =>
       log: c.var.log,
       // Set by the audit step for tools/call; nothing else runs tools, so a
       // write without it is refused rather than committed unaudited.
-      commit:
-        c.var.commit ??
-        (() => {
-          throw new Error('refusing a write outside an audited tools/call')
-        }),
-      report: undefined,
+      call: c.get('call'),
     }
     c.set('scope', scope)
     return serveMcp(c.req.raw, scope, c.var.rpc.raw)

@@ -5,16 +5,12 @@ import { describe, expect, it } from 'vitest'
 import type { Principal } from '../../src/auth/principal.ts'
 import { sha256Hex } from '../../src/audit/chain.ts'
 import { auditRecord } from '../../src/audit/record.ts'
-import type { RpcMessage } from '../../src/mcp/envelope.ts'
+import type { CallFacts } from '../../src/audit/record.ts'
 
 const principal: Principal = { sub: 'alice', scopes: new Set(['customers:read']), role: 'read-only', tokenId: 'jti-1', clientId: undefined }
 
-function facts(tool: string) {
-  const rpc: RpcMessage = {
-    kind: 'request', id: 1, method: 'tools/call', params: { name: tool, arguments: {} }, toolName: tool,
-    toolArguments: {}, client: undefined, raw: {},
-  }
-  return { requestId: 'req-1', startedAt: Date.parse('2026-12-02T00:00:00Z'), principal, rpc }
+function facts(tool: string): CallFacts {
+  return { requestId: 'req-1', startedAt: Date.parse('2026-12-02T00:00:00Z'), principal, method: 'tools/call', toolName: tool, toolArguments: {}, client: undefined }
 }
 
 async function digestOf(tool: string, output: unknown): Promise<string | null | undefined> {
