@@ -127,12 +127,15 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/
  * normalisation (RFC 3986 §6.2.2, §6.2.3): lower-case scheme and host,
  * default port dropped, dot segments removed (the WHATWG URL parser does
  * these), percent-encodings upper-cased and those of unreserved characters
- * decoded. Undefined when the value is not an absolute http(s) URL.
+ * decoded. Undefined when the value is not an absolute http(s) URL, or
+ * carries userinfo (`https://user:pass@host/mcp`).
  */
 export function normalizeHtu(value: string): string | undefined {
   if (!URL.canParse(value)) return undefined
   const u = new URL(value)
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined
+  // A URI with userinfo is never this resource's URL (RFC 3986 §3.2.1 deprecates it; RFC 9449 compares the request's URI).
+  if (u.username !== '' || u.password !== '' || /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(value)) return undefined
   const path = u.pathname.replace(/%[0-9a-fA-F]{2}/g, (escape) => {
     const char = String.fromCharCode(parseInt(escape.slice(1), 16))
     return UNRESERVED.test(char) ? char : escape.toUpperCase()

@@ -189,6 +189,9 @@ describe('a forged or malformed DPoP proof is refused for the right reason', () 
     ['a wrong htu (another host)', async () => request(await proof({ claims: { htu: 'https://evil.test/mcp' } })), 'wrong_url'],
     ['a wrong htu (http instead of https)', async () => request(await proof({ claims: { htu: 'http://bastion.test/mcp' } })), 'wrong_url'],
     ['an htu that is not a URL', async () => request(await proof({ claims: { htu: '/mcp' } })), 'wrong_url'],
+    ['refuses a DPoP proof whose htu carries userinfo (user:password@)', async () => request(await proof({ claims: { htu: 'https://u:p@bastion.test/mcp' } })), 'wrong_url'],
+    ['an htu carrying a user name only (user@)', async () => request(await proof({ claims: { htu: 'https://u@bastion.test/mcp' } })), 'wrong_url'],
+    ['an htu carrying an empty userinfo (@)', async () => request(await proof({ claims: { htu: 'https://@bastion.test/mcp' } })), 'wrong_url'],
     ['a wrong htm (GET for a POST)', async () => request(await proof({ claims: { htm: 'GET' } })), 'wrong_method'],
     ['htm in lower case (methods are case-sensitive)', async () => request(await proof({ claims: { htm: 'post' } })), 'wrong_method'],
     ['a stale iat (61 s old)', async () => request(await proof({ claims: { iat: NOW - 61 } })), 'stale'],
@@ -244,7 +247,7 @@ describe('htu normalisation', () => {
     expect(normalizeHtu(input)).toBe(expected)
   })
 
-  it.each(['/mcp', 'ftp://bastion.test/mcp', 'not a url'])('refuses %s', (input) => {
+  it.each(['/mcp', 'ftp://bastion.test/mcp', 'not a url', 'http://u:p@bastion.test/mcp', 'https://u@bastion.test/mcp', 'https://@bastion.test/mcp', 'https://:p@bastion.test/mcp'])('refuses %s', (input) => {
     expect(normalizeHtu(input)).toBeUndefined()
   })
 })
