@@ -45,7 +45,7 @@ export const REDACTED_CARD = '[redacted-card]'
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set([
   'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'password', 'passwd', 'secret',
   'client_secret', 'token', 'access_token', 'refresh_token', 'id_token', 'api_key', 'apikey',
-  'private_key', 'x-api-key',
+  'private_key', 'x-api-key', 'jwt', 'credential', 'credentials', 'ssn',
 ])
 
 /** Words that mean the same personal datum as a policy key: a key holding one is redacted with it. */
@@ -89,12 +89,27 @@ function normalizedKeys(keys: ReadonlySet<string>): ReadonlySet<string> {
   return set
 }
 
+/**
+ * Whether `word` names a sensitive key: as written, without trailing digits
+ * ("phone2"), or as the plural of a personal-data key ("phones", "emails",
+ * "addresses"; not of a credential key, so "tokens" in a count stays).
+ */
+function isSensitiveWord(word: string, keys: ReadonlySet<string>): boolean {
+  if (keys.has(word)) return true
+  const stem = word.replace(/\p{N}+$/u, '')
+  if (stem !== word && stem !== '' && keys.has(stem)) return true
+  for (const singular of [stem.replace(/es$/, ''), stem.replace(/s$/, '')]) {
+    if (singular !== stem && keys.has(singular) && !CREDENTIAL_NORMALIZED.has(singular)) return true
+  }
+  return false
+}
+
 /** A key is sensitive when it, or one of its words, or two adjacent words together ("api key"), is. */
 function isSensitiveKey(key: string, keys: ReadonlySet<string>): boolean {
-  if (keys.has(normalizeKey(key))) return true
+  if (isSensitiveWord(normalizeKey(key), keys)) return true
   const words = keyWords(key)
   for (let i = 0; i < words.length; i++) {
-    if (keys.has(words[i]!)) return true
+    if (isSensitiveWord(words[i]!, keys)) return true
     if (i + 1 < words.length && keys.has(words[i]! + words[i + 1]!)) return true
   }
   return false
@@ -168,7 +183,11 @@ export function redact(value: unknown, sensitiveKeys: ReadonlySet<string>): unkn
 const BEARER = /\bBearer\s+[A-Za-z0-9\-._~+/]{8,}=*/gi
 const BASIC = /\bBasic\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{12,}={0,2}/g
 const JWT = /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*){1,3}/g
-const API_KEY = /(?<![A-Za-z0-9_-])(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}(?![A-Za-z0-9]))/g
+const API_KEY = /(?<![A-Za-z0-9_-])(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}(?![A-Za-z0-9])|glpat-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_.-]{20,}|npm_[A-Za-z0-9]{36})/g
+// PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PKCS#8 ...), header to footer. Only a
+// BEGIN marker starts a match and a match never backtracks (the footer is optional,
+// the body bounded), so a key without its footer loses at most PEM_MAX characters.
+const PEM_PRIVATE_KEY = /-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY-----(?:(?!-----END)[\s\S]){0,20000}(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY-----)?/g
 const CREDENTIAL_PARAM = /\b((?:access_token|refresh_token|id_token|client_secret|api_key|apikey|api_secret|password|passwd|passphrase|pwd|secret|token)["']?\s{0,3}[=:]\s{0,3})(["']?)[^\s"'&,;]{4,}\2/gi
 // E-mail: local@domain.tld (letters of any script).
 const EMAIL = /(?<![\p{L}\p{N}._%+-])[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]{1,63}(?:\.[\p{L}\p{N}-]{1,63}){0,8}\.\p{L}{2,63}/gu
@@ -236,17 +255,27 @@ function cardReplacement(match: string): string {
 
 /**
  * Characters read as their ASCII form by the e-mail, card and phone patterns:
- * full-width digits, signs and space, and the Unicode dashes. Each maps one
- * UTF-16 unit to one, so offsets in the folded text are offsets in the text.
+ * full-width signs and space, the Unicode dashes, and every decimal digit of
+ * the Basic Multilingual Plane (\p{Nd}: full-width, Arabic-Indic, Devanagari,
+ * Thai ...). Each maps one UTF-16 unit to one, so offsets in the folded text
+ * are offsets in the text; astral digits (mathematical digits) stay as they are.
  */
 const FOLD: Readonly<Record<string, string>> = {
   '\uff20': '@', '\uff0b': '+', '\uff0d': '-', '\uff0e': '.', '\uff0f': '/', '\uff08': '(', '\uff09': ')', '\uff1a': ':',
   '\u3000': ' ', '\u2010': '-', '\u2011': '-', '\u2012': '-', '\u2013': '-', '\u2014': '-', '\u2212': '-', '\ufe63': '-',
 }
-const FOLDABLE = /[\uff10-\uff19\uff20\uff0b\uff0d\uff0e\uff0f\uff08\uff09\uff1a\u3000\u2010-\u2014\u2212\ufe63]/g
+const FOLDABLE = /[\uff20\uff0b\uff0d\uff0e\uff0f\uff08\uff09\uff1a\u3000\u2010-\u2014\u2212\ufe63]|(?![0-9])\p{Nd}/gu
+const DECIMAL = /\p{Nd}/u
+
+/** The ASCII digit of a BMP decimal digit: its place in its run of ten (Unicode keeps each script's 0..9 contiguous). */
+function asciiDigit(c: string): string {
+  let zero = c.charCodeAt(0)
+  while (zero > 0 && DECIMAL.test(String.fromCharCode(zero - 1))) zero -= 1
+  return String.fromCharCode(0x30 + ((c.charCodeAt(0) - zero) % 10))
+}
 
 function fold(text: string): string {
-  return text.replace(FOLDABLE, (c) => FOLD[c] ?? String.fromCharCode(c.charCodeAt(0) - 0xff10 + 0x30))
+  return text.replace(FOLDABLE, (c) => FOLD[c] ?? (c.length === 1 ? asciiDigit(c) : c))
 }
 
 /**
@@ -270,6 +299,7 @@ function replaceFolded(text: string, pattern: RegExp, replace: (match: string) =
 /** Redacts bearer/basic credentials, JWTs, API keys and `password=`-style values (see module header). */
 export function redactCredentials(text: string): string {
   return text
+    .replace(PEM_PRIVATE_KEY, REDACTED_TOKEN)
     .replace(BEARER, REDACTED_TOKEN)
     .replace(BASIC, REDACTED_TOKEN)
     .replace(JWT, REDACTED_TOKEN)
@@ -277,7 +307,7 @@ export function redactCredentials(text: string): string {
     .replace(CREDENTIAL_PARAM, (_m, prefix: string, quote: string) => `${prefix}${quote}${REDACTED_TOKEN}${quote}`)
 }
 
-const HAS_FOLDABLE = new RegExp(FOLDABLE.source)
+const HAS_FOLDABLE = new RegExp(FOLDABLE.source, 'u')
 
 function replacePlain(text: string, pattern: RegExp, replace: (match: string) => string): string {
   return text.replace(pattern, replace)

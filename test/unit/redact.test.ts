@@ -125,7 +125,7 @@ describe('redact: personal data and tokens in free text', () => {
   // Catastrophic backtracking on 256 KiB of these would not finish within the
   // test timeout (which bounds a hang; speed itself is in `npm run bench:micro`).
   it('redacts 256 KiB of hostile repetitions without catastrophic backtracking', { timeout: 20_000 }, () => {
-    const hostile = ['eyJa-', '1 ', '(1) ', 'a', 'a.', 'x@a.', '+1', 'Bearer ', 'token=']
+    const hostile = ['eyJa-', '1 ', '(1) ', 'a', 'a.', 'x@a.', '+1', 'Bearer ', 'token=', '-----BEGIN RSA PRIVATE KEY-----', '١ ']
     for (const unit of hostile) {
       const text = unit.repeat(Math.floor(256 * 1024 / unit.length))
       const out = redactText(text)
@@ -319,5 +319,45 @@ describe('redact: what it remembers between calls changes no result', () => {
     expect(redactText('call 0123 456 7890 now')).toBe('call [redacted-phone] now')
     expect(redactText('ada＠acme.example')).toBe('[redacted-email]')
     expect(redact({ a: 'plain', b: '＋１ ４１５ ５５５ ０１２３' }, POLICY_KEYS)).toEqual({ a: 'plain', b: '[redacted-phone]' })
+  })
+})
+
+describe('redaction of non-ASCII digits, more credential formats and more sensitive keys', () => {
+  it.each([
+    ['Arabic-Indic digits', 'call +١٥٥٥٠٧٠٠٢٧٤ now', 'call [redacted-phone] now'],
+    ['Eastern Arabic-Indic digits', 'tel ۰۲۱۵۵۵۰۱۲۳۴', 'tel [redacted-phone]'],
+    ['Devanagari digits in groups', '+९१ ९८७६५ ४३२१०', '[redacted-phone]'],
+  ])('redacts a phone number written in %s', (_name, input, expected) => {
+    expect(redactText(input)).toBe(expected)
+  })
+
+  it('keeps short non-ASCII numbers and dates that are no phone number', () => {
+    expect(redactText('order ١٢٣ done')).toBe('order ١٢٣ done')
+    expect(redactText('٢٠٢٦-٠٧-٢٨')).toBe('٢٠٢٦-٠٧-٢٨')
+  })
+
+  it.each([
+    ['a GitLab token', 'glpat-abcdefghij1234567890'],
+    ['a Google API key', 'AIzaSyA1234567890abcdefghijklmnopqrstuv'],
+    ['a Google OAuth access token', 'ya29.a0AfH6SMBx1234567890abcdefgh'],
+    ['an npm token', 'npm_abcdefghijklmnopqrstuvwxyz0123456789'],
+    ['a PEM RSA private key', '-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nabc==\n-----END RSA PRIVATE KEY-----'],
+    ['a PEM PKCS#8 private key', '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----'],
+    ['a PEM OpenSSH private key', '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----'],
+    ['an encrypted PEM private key', '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHzBJBgkqhkiG9w0BBQ0w\n-----END ENCRYPTED PRIVATE KEY-----'],
+    ['a PEM private key cut before its footer', '-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB'],
+  ])('never lets %s into the audit log', (_name, secret) => {
+    const out = redactText(`before ${secret} after`)
+    // A PEM key without its footer is redacted to the end of the (bounded) body.
+    const cut = secret.startsWith('-----BEGIN') && !secret.includes('-----END')
+    expect(out).toBe(`before [redacted-token]${cut ? '' : ' after'}`)
+  })
+
+  it.each(['Phone2', 'phones', 'EMAILS', 'addresses', 'ssn', 'jwt', 'credentials', 'homePhone2'])('redacts the value under the key %s', (key) => {
+    expect(redact({ [key]: 'secret-value' }, POLICY_KEYS)).toEqual({ [key]: '[redacted]' })
+  })
+
+  it.each(['shipping_cost', 'emailed_at', 'status', 'tokens', 'returnedTokens'])('keeps the value under the near-miss key %s', (key) => {
+    expect(redact({ [key]: 'kept' }, POLICY_KEYS)).toEqual({ [key]: 'kept' })
   })
 })
