@@ -162,7 +162,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
   duration_ms     INTEGER NOT NULL,         -- wall time from request start to outcome
   input_json      TEXT,                     -- tool arguments: redacted JSON, capped at 4 KiB
   output_bytes    INTEGER,                  -- size of the tool result JSON in bytes
-  output_sha256   TEXT,                     -- hex SHA-256 of the REDACTED tool result JSON (redacted as the excerpt, uncapped),
+  output_sha256   TEXT,                     -- hex SHA-256 of the REDACTED tool result JSON (redacted as the excerpt, uncapped);
+                                            -- NULL for tools without an excerpt (execute_query: aliases defeat key redaction),
                                             -- so it reveals no redacted value; output_bytes is the unredacted size
   output_excerpt  TEXT,                     -- redacted, capped (1 KiB) excerpt of the result
   error_code      TEXT,                     -- stable machine code for failures, e.g. "insufficient_scope"

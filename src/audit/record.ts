@@ -2,8 +2,8 @@
 // who (principal, never the token), what (tool, redacted and capped
 // arguments), how it ended (outcome, HTTP status, error code, duration) and
 // what came back (size of the tool's output and the SHA-256 of its REDACTED
-// form, plus a redacted, capped excerpt — none for tools whose output keys
-// the caller picks, such as execute_query). Redaction is driven by the tool's
+// form, plus a redacted, capped excerpt — neither for tools whose output keys
+// the caller picks, such as execute_query: size only). Redaction is driven by the tool's
 // sensitive fields in the policy; emails, phone numbers, card numbers and
 // tokens in free text are redacted too.
 //
@@ -69,7 +69,11 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
   const sensitive = sensitiveOf(settings)
   const output = ending.outputJson
   const redactedOutput = output === undefined ? undefined : redactedJson(output, sensitive)
-  const excerpt = redactedOutput !== undefined && (settings?.auditExcerpt ?? true) ? capText(redactedOutput, EXCERPT_CAP_BYTES) : null
+  // Where the output's keys are the caller's (auditExcerpt off), redaction by key cannot be
+  // trusted, so neither an excerpt nor an unkeyed digest is kept: a digest over clear values
+  // would confirm a guessed one (a dictionary attack on addresses). Size only.
+  const described = settings?.auditExcerpt ?? true
+  const excerpt = redactedOutput !== undefined && described ? capText(redactedOutput, EXCERPT_CAP_BYTES) : null
   return {
     ts: new Date(facts.startedAt).toISOString(),
     request_id: facts.requestId,
@@ -88,7 +92,7 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
     duration_ms: Math.max(0, now - facts.startedAt),
     input_json: facts.toolArguments === undefined ? null : capJson(redact(facts.toolArguments, sensitive), INPUT_CAP_BYTES),
     output_bytes: output === undefined ? null : new TextEncoder().encode(output).byteLength,
-    output_sha256: redactedOutput === undefined ? null : await sha256Hex(redactedOutput),
+    output_sha256: redactedOutput === undefined || !described ? null : await sha256Hex(redactedOutput),
     output_excerpt: excerpt,
     error_code: ending.errorCode ?? null,
   }

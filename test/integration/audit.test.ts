@@ -481,13 +481,13 @@ describe('refusals after authentication are recorded too', () => {
     expect(rows[0]).toMatchObject({ tool: 'get_customer', outcome: 'invalid_input', http_status: 400, error_code: 'bad_header' })
   })
 
-  it('keeps no output excerpt for execute_query, whose column aliases would defeat key-based redaction', async () => {
+  it('keeps no output excerpt and no output digest for execute_query, whose column aliases would defeat key-based redaction', async () => {
     const token = await mintToken({ role: 'admin', sub: uniqueSub('sql-excerpt') })
     const sent = await call(token, 'execute_query', { query: "SELECT address AS a, body AS b FROM customers, (SELECT 'secret ticket text' AS body) LIMIT 2" })
     expect(toolResult(sent).isError).toBeFalsy()
     const [row] = await auditRows()
-    expect(row).toMatchObject({ tool: 'execute_query', outcome: 'ok', output_excerpt: null })
-    expect(row!.output_sha256).toMatch(/^[0-9a-f]{64}$/)
+    expect(row).toMatchObject({ tool: 'execute_query', outcome: 'ok', output_excerpt: null, output_sha256: null })
+    expect(row!.output_bytes).toBeGreaterThan(0)
     expect(JSON.stringify({ ...row, input_json: null })).not.toContain('secret ticket text')
   })
 })
