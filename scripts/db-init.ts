@@ -25,6 +25,8 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
     console.log('audit_log migrated to audit chains: existing rows are chain 0')
   }
   await wrangler([...base, '--file', dataFile], { quiet: true })
+  // statistics for execute_query's work budget (src/sql/plan-budget.ts); the cron refreshes them
+  await wrangler([...base, '--command', 'PRAGMA optimize=0x10002'], { quiet: true })
   const out = await wrangler([...base, '--json', '--command', 'SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM products) AS products'], { quiet: true })
   const counts = (JSON.parse(out) as { results: Record<string, number>[] }[])[0]?.results[0]
   console.log(`local D1 ready: ${JSON.stringify(counts)}`)

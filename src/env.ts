@@ -2,6 +2,7 @@
 // middleware sets for the ones after it.
 import type { AuditedCall } from './audit/audited-call.ts'
 import type { Config } from './config.ts'
+import type { PendingWork } from './limits/pending-work.ts'
 import type { Logger } from './log.ts'
 import type { RpcMessage } from './mcp/envelope.ts'
 import type { Principal } from './auth/principal.ts'
@@ -25,5 +26,7 @@ export interface AppEnv {
     scope: RequestScope
     /** The audited tools/call (set by the audit step for tools/call only). */
     call: AuditedCall
+    /** Work that holds the request's concurrency leases past its response (set by the limits step). */
+    pending: PendingWork
   }
 }

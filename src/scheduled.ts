@@ -1,4 +1,7 @@
-// The cron (wrangler.toml [triggers]): audit retention and the alert tail.
+// The cron (wrangler.toml [triggers]): audit retention, the alert tail, and
+// fresh table statistics for execute_query's work budget (src/sql/plan-budget.ts
+// reads sqlite_stat1; `PRAGMA optimize=0x10002` re-analyzes what changed,
+// under SQLite's own analysis limit, so it stays cheap on big tables).
 // In every chain, rows older than AUDIT_RETENTION_DAYS are deleted oldest
 // first, and the last deleted row's seq and hash become the checkpoint the
 // chain verifies from. A chain that does not verify is never pruned: the
@@ -32,6 +35,12 @@ export async function scheduled(controller: ScheduledController, env: Env, ctx: 
       const broken = error instanceof AuditChainError
       log('error', broken ? 'audit_chain_broken' : 'audit_prune_failed', { chain, error: error instanceof Error ? error.message : String(error) })
     }
+  }
+  try {
+    await env.DB.prepare('PRAGMA optimize=0x10002').run()
+    log('info', 'sql_stats_refreshed', {})
+  } catch (error) {
+    log('error', 'sql_stats_refresh_failed', { error: error instanceof Error ? error.message : String(error) })
   }
   ctx.waitUntil(Promise.all(flushAlerts(config, log)))
 }

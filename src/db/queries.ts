@@ -6,7 +6,7 @@
 // ({ sql, params }) and committed through the `Commit` function the caller
 // supplies, so the audit layer can hand them to the chain's sequencer, which
 // runs a mutation and its audit row in one D1 batch (one transaction).
-import { executeReadOnly, type ExecuteResult } from '../sql/execute.ts'
+import { executeReadOnly, type ExecuteOptions, type ExecuteResult } from '../sql/execute.ts'
 import type { OrderStatus } from './order-status.ts'
 
 export interface Customer {
@@ -106,13 +106,7 @@ export function ftsQuery(text: string): string | undefined {
   return words.map((w) => `"${w}"*`).join(' ')
 }
 
-export interface SqlLimits {
-  allowedTables: readonly string[]
-  maxRows: number
-  maxBytes: number
-}
-
-export function createDataAccess(db: D1Database, commit: Commit, sql: SqlLimits) {
+export function createDataAccess(db: D1Database, commit: Commit, sql: ExecuteOptions) {
   return {
     /**
      * execute_query: parsed, allow-listed, row- and byte-capped (src/sql/).

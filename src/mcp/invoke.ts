@@ -56,7 +56,7 @@ export async function invokeTool(
     principal: scope.principal,
     signal,
     requestId: scope.requestId,
-    data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes }),
+    data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }),
     now: () => new Date(),
   }
   const record = (report: ToolReport) => scope.call?.finish(report)
@@ -71,7 +71,11 @@ export async function invokeTool(
     )
   }
   try {
-    const output = (await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)) as Record<string, unknown>
+    const work = tool.run(args as never, ctx)
+    // If the time runs out first, the statements it sent still run: the
+    // request's concurrency leases wait for them.
+    scope.pending?.add(work)
+    const output = (await abortable(work, signal, settings.timeoutMs)) as Record<string, unknown>
     const capped = capStructured(output, settings.outputTokens)
     const json = JSON.stringify(capped.value)
     record({ outcome: 'ok', errorCode: undefined, outputJson: json })

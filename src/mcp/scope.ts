@@ -2,6 +2,7 @@
 // the data, where to log, and the audited call that records how it ended.
 import type { AuditedCall } from '../audit/audited-call.ts'
 import type { Principal } from '../auth/principal.ts'
+import type { PendingWork } from '../limits/pending-work.ts'
 import type { Logger } from '../log.ts'
 
 export interface RequestScope {
@@ -11,4 +12,6 @@ export interface RequestScope {
   log: Logger
   /** The audited tools/call this request is; undefined for every other method, whose writes are refused. */
   call: AuditedCall | undefined
+  /** Where a tool's unfinished work goes when its time runs out: the concurrency leases wait for it. */
+  pending: PendingWork | undefined
 }

@@ -1,8 +1,10 @@
-// Rate and concurrency limits (issue #10), after authorize(): a call that is
+// Rate and concurrency limits, after authorize(): a call that is
 // refused for scope is never charged. One Limiter call per request checks
-// every rate rule and takes the concurrency leases; the lease is released in
-// waitUntil once the MCP layer has answered (the tool finished, failed or
-// timed out — invokeTool bounds it by the tool's timeout). Refusals: 429 with
+// every rate rule and takes the concurrency leases; the leases are released in
+// waitUntil once the MCP layer has answered AND the work the request started
+// has ended (PendingWork: a D1 statement outlives its tool's timeout).
+// A lease's own TTL (the tool's timeout or D1's statement limit, whichever is
+// longer, plus slack) frees it if the isolate dies first. Refusals: 429 with
 // Retry-After, RateLimit-Policy and RateLimit (IETF httpapi ratelimit-headers
 // draft syntax) and a JSON-RPC error; the audit layer records `rate_limited`.
 // A store error or timeout (REQUEST_LIMITS.storeTimeoutMs) fails CLOSED: 503
@@ -18,10 +20,13 @@ import { AppError } from '../errors.ts'
 import { POLICY, REQUEST_LIMITS } from '../policy/policy.ts'
 import { embeddedLimiter } from '../limits/embedded.ts'
 import { upstashLimiter } from '../limits/upstash.ts'
+import { PendingWork } from '../limits/pending-work.ts'
 import { LimitStoreError, type ConcurrencyRule, type Limiter, type RateRule } from '../limits/limiter.ts'
 
-/** Slack over the tool's own timeout before an unreleased lease expires by itself. */
+/** Slack before an unreleased lease expires by itself. */
 const LEASE_SLACK_MS = 5_000
+/** D1's limit on one statement: a statement sent before a timeout may run this long. */
+const D1_STATEMENT_LIMIT_MS = 30_000
 
 export interface LimitRules {
   rates: RateRule[]
@@ -37,7 +42,7 @@ export function rulesFor(method: string, toolName: string | undefined): LimitRul
   const t = REQUEST_LIMITS.toolsCall
   const rates: RateRule[] = [{ name: 'tools_call', limit: t.limit, windowMs: t.windowSeconds * 1000 }]
   const tool = toolName === undefined ? undefined : POLICY.tools.get(toolName)
-  const ttlMs = (tool?.timeoutMs ?? 30_000) + LEASE_SLACK_MS
+  const ttlMs = Math.max(tool?.timeoutMs ?? 30_000, D1_STATEMENT_LIMIT_MS) + LEASE_SLACK_MS
   const concurrency: ConcurrencyRule[] = [{ name: 'concurrent', max: REQUEST_LIMITS.concurrentToolCalls, ttlMs }]
   if (tool !== undefined && toolName !== undefined) {
     rates.push({ name: `tool_${toolName}`, limit: tool.rateLimit.limit, windowMs: tool.rateLimit.windowSeconds * 1000 })
@@ -115,10 +120,12 @@ export const limits = (make: (c: Context<AppEnv>) => Limiter = limiterFor) =>
     const release = () => (rules.concurrency.length === 0 ? Promise.resolve() : limiter.release(key, rules.concurrency, leaseId).catch((error: unknown) => {
       c.var.log('warn', 'lease_release_failed', { error: String(error) })
     }))
+    const pending = new PendingWork()
+    c.set('pending', pending)
     try {
       await next()
     } finally {
-      c.executionCtx.waitUntil(release())
+      c.executionCtx.waitUntil(pending.settled().then(release))
     }
     const first = rules.rates[0]
     if (first !== undefined) {

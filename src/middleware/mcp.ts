@@ -14,6 +14,7 @@ export const mcp = () =>
       // Set by the audit step for tools/call; nothing else runs tools, so a
       // write without it is refused rather than committed unaudited.
       call: c.get('call'),
+      pending: c.get('pending'),
     }
     c.set('scope', scope)
     return serveMcp(c.req.raw, scope, c.var.rpc.raw)

@@ -63,6 +63,8 @@ export interface PolicyInput {
   maxQueryRows: number
   /** Bytes of JSON `execute_query` returns at most (before the token cap). */
   maxQueryBytes: number
+  /** Rows one `execute_query` statement may visit, priced from SQLite's plan before it runs (src/sql/plan-budget.ts). */
+  maxQueryVisitedRows: number
   /** Tables `execute_query` may read. */
   queryableTables: readonly string[]
 }
@@ -74,6 +76,7 @@ export interface Policy {
   maxArgumentTokens: number
   maxQueryRows: number
   maxQueryBytes: number
+  maxQueryVisitedRows: number
   queryableTables: readonly string[]
 }
 
@@ -115,6 +118,9 @@ export const POLICY_INPUT: PolicyInput = {
   maxArgumentTokens: 10_000,
   maxQueryRows: 500,
   maxQueryBytes: 256 * 1024,
+  // ~0.1-1 s of one D1 database (SQLite visits 10^7-10^8 rows a second in
+  // simple loops) and at most 10 M rows read on the D1 bill per query
+  maxQueryVisitedRows: 10_000_000,
   queryableTables: ['customers', 'orders', 'products', 'tickets'],
 }
 
@@ -161,6 +167,7 @@ export function validatePolicy(input: PolicyInput): Policy {
   if (!(input.maxArgumentTokens > 0)) throw new PolicyError('policy: maxArgumentTokens must be positive')
   if (!(input.maxQueryRows > 0)) throw new PolicyError('policy: maxQueryRows must be positive')
   if (!(input.maxQueryBytes > 0)) throw new PolicyError('policy: maxQueryBytes must be positive')
+  if (!(input.maxQueryVisitedRows >= 1)) throw new PolicyError('policy: maxQueryVisitedRows must be at least 1')
   for (const table of input.queryableTables) {
     if (!/^[a-z_][a-z0-9_]*$/.test(table) || table.startsWith('sqlite_') || table.startsWith('audit_')) {
       throw new PolicyError(`policy: table "${table}" cannot be queryable`)
@@ -174,6 +181,7 @@ export function validatePolicy(input: PolicyInput): Policy {
     maxArgumentTokens: input.maxArgumentTokens,
     maxQueryRows: input.maxQueryRows,
     maxQueryBytes: input.maxQueryBytes,
+    maxQueryVisitedRows: input.maxQueryVisitedRows,
     queryableTables: input.queryableTables,
   }
 }

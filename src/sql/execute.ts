@@ -62,6 +62,7 @@
  * the caller's concern (it races this with its signal).
  */
 import { explainGate } from './explain-gate.ts'
+import { overBudgetMessage, pricePlan, readTableStats, type PlanRow } from './plan-budget.ts'
 import type { GuardCode } from './guard.ts'
 
 /**
@@ -79,10 +80,12 @@ export interface ExecuteOptions {
   allowedTables: readonly string[]
   maxRows: number
   maxBytes: number
+  /** Most rows the statement may visit, priced from its plan before it runs (plan-budget.ts). */
+  maxVisitedRows: number
 }
 
 /** Codes of `{ kind: 'refused' }` results: the guard's, and the two decided here. */
-export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error' | 'explain_refused'
+export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error' | 'explain_refused' | 'over_budget'
 
 export type ExecuteResult =
   | {
@@ -123,16 +126,34 @@ export async function executeReadOnly(
   if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
 
   // Second, independent gate (src/sql/explain-gate.ts): SQLite's own plan
-  // must open only the allowed tables' b-trees. Fails closed: a query error
-  // is reported as such, any other EXPLAIN failure refuses the query.
-  const gate = await explainGate(db, guard.sql, opts.allowedTables)
+  // must open only the allowed tables' b-trees. Beside it, the work budget
+  // (src/sql/plan-budget.ts) prices the rows the plan visits. Both fail
+  // closed: a query error is reported as such, any other failure refuses the
+  // query or is an internal error; nothing runs before both pass.
+  const explained = `EXPLAIN QUERY PLAN ${guard.sql}`
+  const [gate, planned] = await Promise.all([
+    explainGate(db, guard.sql, opts.allowedTables),
+    Promise.all([db.prepare(explained).all<PlanRow>(), readTableStats(db, guard.tables)]).then(
+      ([plan, stats]) => ({ ok: true as const, plan: plan.results, stats }),
+      (cause: unknown) => ({ ok: false as const, cause }),
+    ),
+  ])
   if (!gate.ok) {
-    const explained = `EXPLAIN ${guard.sql}`
-    const message = gate.cause === undefined ? undefined : sqlErrorMessage(gate.cause, explained, query)
+    const message = gate.cause === undefined ? undefined : sqlErrorMessage(gate.cause, `EXPLAIN ${guard.sql}`, query)
     if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
     // D1 outages, overload, ...: still no rows, reported as an internal error
     if (gate.cause !== undefined) throw gate.cause
     return { ok: false, kind: 'refused', code: 'explain_refused', message: gate.message }
+  }
+  if (!planned.ok) {
+    const message = sqlErrorMessage(planned.cause, explained, query)
+    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
+    throw planned.cause
+  }
+  const price = pricePlan(planned.plan.map((r) => ({ id: Number(r.id), parent: Number(r.parent), detail: String(r.detail) })), planned.stats, guard)
+  if (!price.ok) return { ok: false, kind: 'refused', code: 'explain_refused', message: `SQLite's plan for the query could not be priced (${price.message}); simplify the query` }
+  if (price.rows > opts.maxVisitedRows) {
+    return { ok: false, kind: 'refused', code: 'over_budget', message: overBudgetMessage(price.rows, opts.maxVisitedRows, price.loops) }
   }
 
   // The output columns: the guard's statement with LIMIT 0 (nothing runs).

@@ -55,6 +55,9 @@
  *   - unsupported_syntax parsed, but outside the SELECT subset above: RAISE(),
  *                        typed literals, INTO, WITH inside a compound member,
  *                        CTE SEARCH/CYCLE, and other dialects' constructs;
+ *                        also table aliases and CTE names that are not plain
+ *                        identifiers (`AS "a b"`): they appear verbatim in the
+ *                        query plan the work budget reads;
  *   - parameter_not_allowed  `?`, `?1`, `:x`, `$x`, `@x` (nothing can bind them);
  *   - table_not_allowed  a table outside `allowedTables`, and always (even if
  *                        listed) the audit tables, `sqlite_*`, FTS/R*Tree
@@ -159,7 +162,16 @@ export interface GuardTestSwitches {
 }
 
 export type GuardRefusal = { ok: false; code: GuardCode; message: string }
-export type GuardResult = { ok: true; sql: string; tables: string[] } | GuardRefusal
+export type GuardResult = {
+  ok: true
+  sql: string
+  /** the real tables the query reads (lower case) */
+  tables: string[]
+  /** each recursive CTE's most rows (LIMIT + OFFSET), by lower-case name */
+  recursiveRows: ReadonlyMap<string, number>
+  /** the tables or CTEs each table alias stands for (lower case); subquery aliases are not listed */
+  aliases: ReadonlyMap<string, ReadonlySet<string>>
+} | GuardRefusal
 
 /** The tool's input limit, in UTF-16 code units (JavaScript string length). */
 export const MAX_QUERY_LENGTH = 1000
@@ -319,6 +331,8 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
     sources: [],
     windows: [],
     inLimit: false,
+    recursiveRows: new Map(),
+    aliases: new Map(),
   }
   try {
     walkQuery(statement, ctx)
@@ -334,6 +348,8 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
     ok: true,
     sql: `SELECT * FROM (\n${body}\n) LIMIT ${opts.maxRows + 1}`,
     tables: [...ctx.tables].sort(),
+    recursiveRows: ctx.recursiveRows,
+    aliases: ctx.aliases,
   }
 }
 
@@ -450,6 +466,10 @@ interface WalkContext {
   windows: Set<string>[]
   /** inside a LIMIT / OFFSET expression of the current SELECT (not of a subquery in it) */
   inLimit: boolean
+  /** the row bound of each recursive CTE (lower-case name; the largest where a name repeats) */
+  recursiveRows: Map<string, number>
+  /** what each table alias names (tables or CTEs, lower case), over the whole query */
+  aliases: Map<string, Set<string>>
 }
 
 type NodeOf<T extends Node['type']> = Extract<Node, { type: T }>
@@ -616,6 +636,7 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
       throw new Refused('table_not_allowed', `a CTE may not be named ${clip(cte.table.name)}: that name is reserved for a table that is not queryable`)
     }
     if (cte.search || cte.cycle) throw unsupported(cte.search ?? cte.cycle!)
+    checkPlainName(cte.table.name, 'a CTE name')
     const entry: CteEntry = { inBody: true, selfReferenced: false, rows: undefined, product: 1 }
     frame.set(name, entry)
     ctx.bodies.push(entry)
@@ -626,7 +647,10 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
     walkQuery(body, ctx)
     ctx.bodies.pop()
     entry.inBody = false
-    if (entry.selfReferenced) entry.rows = checkRecursionBound(cte.table.name, body)
+    if (entry.selfReferenced) {
+      entry.rows = checkRecursionBound(cte.table.name, body)
+      ctx.recursiveRows.set(name, Math.max(entry.rows, ctx.recursiveRows.get(name) ?? 0))
+    }
     else if (entry.product > 1) entry.rows = entry.product
   }
 }
@@ -664,8 +688,17 @@ function walkTableExpr(node: Node, ctx: WalkContext): void {
       return checkTable(node.name, false, ctx)
     case 'member_expr':
       return checkQualifiedTable(node, ctx)
-    case 'alias':
+    case 'alias': {
+      checkPlainName(node.alias.name, 'a table alias')
+      const target = node.expr.type === 'identifier' ? node.expr.name : node.expr.type === 'member_expr' && node.expr.property.type === 'identifier' ? node.expr.property.name : undefined
+      if (target !== undefined) {
+        const alias = asciiLower(node.alias.name)
+        const targets = ctx.aliases.get(alias) ?? new Set<string>()
+        targets.add(asciiLower(target))
+        ctx.aliases.set(alias, targets)
+      }
       return walkTableExpr(node.expr, ctx)
+    }
     case 'indexed_table':
     case 'not_indexed_table':
       return walkTableExpr(node.table, ctx)
@@ -833,6 +866,17 @@ function tableFunction(node: NodeOf<'func_call'>): Refused {
   const fn = node.name as Node
   const name = fn.type === 'identifier' ? fn.name : fn.type === 'string_literal' ? fn.value : '(qualified name)'
   return new Refused('table_function_not_allowed', `table-valued function ${clip(name)} is not allowed; select from the queryable tables`)
+}
+
+/**
+ * Table aliases and CTE names appear verbatim in SQLite's query plan, which
+ * the work budget (plan-budget.ts) reads: a quoted name with spaces or
+ * brackets could forge a plan line, so only plain identifiers are allowed.
+ */
+function checkPlainName(name: string, what: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    throw new Refused('unsupported_syntax', `${what} must be a plain name (letters, digits and _, not starting with a digit); ${clip(JSON.stringify(name))} is not`)
+  }
 }
 
 function unsupported(node: Node): Refused {

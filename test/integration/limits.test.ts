@@ -93,6 +93,13 @@ interface Sent { status: number; text: string; headers: Headers }
 
 /** One tools/call through the Worker with modified bindings; resolves once its waitUntil work (the lease release) is done. */
 async function callWith(bindings: Record<string, unknown>, token: string, name: string, args: Record<string, unknown>): Promise<Sent> {
+  const { sent, settled } = await sendWith(bindings, token, name, args)
+  await settled
+  return sent
+}
+
+/** Like callWith, but resolves with the response at once; `settled` is its waitUntil work. */
+async function sendWith(bindings: Record<string, unknown>, token: string, name: string, args: Record<string, unknown>): Promise<{ sent: Sent; settled: Promise<void> }> {
   const ctx = createExecutionContext()
   const res = await worker.fetch(
     new Request(MCP_URL(), {
@@ -104,8 +111,7 @@ async function callWith(bindings: Record<string, unknown>, token: string, name: 
     ctx,
   )
   const text = await res.text()
-  await waitOnExecutionContext(ctx)
-  return { status: res.status, text, headers: res.headers }
+  return { sent: { status: res.status, text, headers: res.headers }, settled: waitOnExecutionContext(ctx) }
 }
 
 const upstash = inject('upstash')
@@ -159,23 +165,29 @@ describe.each(backends)('concurrent tools/call per sub ($name backend)', ({ bind
 
   // The policy's execute_query limit is 10 s: the test shortens it to 50 ms
   // (the policy table is plain data read per call) and holds the query at the gate.
-  it('frees the lease of a tool that ran past its timeout: the next call runs', async () => {
+  it('holds the execute_query slot of a timed-out call until its D1 statement ends, then frees it', async () => {
     const token = await mintToken({ role: 'admin', sub: `timeout-${crypto.randomUUID()}` })
     const settings = POLICY.tools.get('execute_query')!
     const original = settings.timeoutMs
     const stuck = gatedDb(/gate_marker/)
     const query = { query: "SELECT name AS gate_marker FROM customers LIMIT 1" }
     settings.timeoutMs = 50
-    let timedOut: Sent
+    let timedOut: { sent: Sent; settled: Promise<void> }
     try {
-      timedOut = await callWith({ ...bindings(), DB: stuck.db }, token, 'execute_query', query)
+      timedOut = await sendWith({ ...bindings(), DB: stuck.db }, token, 'execute_query', query)
     } finally {
       settings.timeoutMs = original
-      stuck.open()
     }
-    expect(timedOut.status).toBe(200)
-    expect(timedOut.text).toContain('timed out')
-    // Its lease (ttl: 10 s + slack) was released when it timed out, not left to expire.
+    expect(timedOut.sent.status).toBe(200)
+    expect(timedOut.sent.text).toContain('timed out')
+    // The caller was answered, but its statement still holds the database: no second one.
+    expect(stuck.waiting()).toBeGreaterThan(0)
+    const meanwhile = await callWith(bindings(), token, 'execute_query', query)
+    expect(meanwhile.status).toBe(429)
+    expect(meanwhile.text).toContain('concurrent_execute_query')
+    // The statement ends; the lease goes with it, not at its TTL.
+    stuck.open()
+    await timedOut.settled
     const next = await callWith(bindings(), token, 'execute_query', query)
     expect(next.status).toBe(200)
     expect(next.text).not.toContain('timed out')

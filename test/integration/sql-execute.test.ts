@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { executeReadOnly, MAX_COLUMNS, MAX_VALUE_BYTES, TEXT_MARKER, type ExecuteOptions, type ExecuteResult } from '../../src/sql/execute.ts'
 import { ATTACKS, BUSINESS_TABLES, LEGIT } from '../support/sql-cases.ts'
 
-const opts: ExecuteOptions = { allowedTables: BUSINESS_TABLES, maxRows: 500, maxBytes: 256 * 1024 }
+const opts: ExecuteOptions = { allowedTables: BUSINESS_TABLES, maxRows: 500, maxBytes: 256 * 1024, maxVisitedRows: 10_000_000 }
 
 /**
  * What "the database is unchanged" means: a content digest of every table in
@@ -51,13 +51,16 @@ function expectOk(result: ExecuteResult): asserts result is Extract<ExecuteResul
 const utf8 = (text: string) => new TextEncoder().encode(text).length
 
 /** env.DB, recording the size of the JSON of the rows each statement handed to the Worker. */
+/** The statements execute.ts sends before the query runs: the EXPLAIN gate's and the work budget's. */
+const SERVER_READS = /^(?:EXPLAIN |SELECT tbl_name, rootpage FROM sqlite_schema|SELECT type, name, tbl_name, sql FROM sqlite_schema|SELECT tbl, idx, stat FROM sqlite_stat1|SELECT \(SELECT (?:max\(rowid\)|count\(\*\)) FROM )/
+
 function recordingD1(): { db: Pick<D1Database, 'prepare'>; received: number[] } {
   const received: number[] = []
   const db = {
     prepare(sql: string) {
       const statement = env.DB.prepare(sql)
-      // the EXPLAIN gate's two statements hand back plans and root pages, not rows
-      if (sql.startsWith('EXPLAIN ') || sql.startsWith('SELECT tbl_name, rootpage FROM sqlite_schema')) return statement
+      // the EXPLAIN gate's and the work budget's reads hand back plans, root pages and sizes, not rows
+      if (SERVER_READS.test(sql)) return statement
       return {
         async raw(options: { columnNames: true }) {
           const rows = await statement.raw(options)
@@ -458,7 +461,9 @@ describe('defence in depth: a write reported by D1 is an incident', () => {
   function fakeD1(meta: Partial<D1Meta>, results: Record<string, unknown>[] = [{ c0: 'secret row', cut: 0 }]): Pick<D1Database, 'prepare'> {
     const full: D1Meta = { duration: 0, size_after: 0, rows_read: 1, rows_written: 0, last_row_id: 0, changed_db: false, changes: 0, ...meta }
     const statement = { raw: async () => [['secret']], all: async () => ({ success: true as const, meta: full, results }) }
-    return { prepare: () => statement as unknown as D1PreparedStatement }
+    // the work budget reads a plan: one scan of customers
+    const plan = { all: async () => ({ success: true as const, meta: full, results: [{ id: 2, parent: 0, detail: 'SCAN customers' }] }) }
+    return { prepare: (sql: string) => (sql.startsWith('EXPLAIN QUERY PLAN ') ? plan : statement) as unknown as D1PreparedStatement }
   }
 
   const writes: [string, Partial<D1Meta>][] = [

@@ -38,7 +38,31 @@ describe('SQL guard: legitimate queries pass', () => {
 describe('SQL guard: the rewritten query', () => {
   it('wraps exactly the statement, without surrounding comments or semicolons', () => {
     const result = guardQuery(' -- lead\n SELECT id FROM orders ORDER BY id /* tail */ ; -- end', opts)
-    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', tables: ['orders'] })
+    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', tables: ['orders'], recursiveRows: new Map(), aliases: new Map() })
+  })
+
+  it('reports each recursive CTE with its row bound (LIMIT plus OFFSET) for the work budget', () => {
+    const result = guardQuery('WITH RECURSIVE Seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM Seq LIMIT 30 OFFSET 5), x AS (SELECT * FROM orders) SELECT * FROM Seq, x', opts)
+    expect(result).toMatchObject({ ok: true, recursiveRows: new Map([['seq', 35]]) })
+  })
+
+  it.each([
+    ['a table alias with a space', 'SELECT * FROM orders AS "a USING INTEGER PRIMARY KEY (rowid=?)"', 'a table alias'],
+    ['a subquery alias with brackets', 'SELECT * FROM (SELECT 1) AS [x (rowid=?)]', 'a table alias'],
+    ['a CTE name with a space', 'WITH "c USING INDEX i" AS (SELECT 1) SELECT * FROM "c USING INDEX i"', 'a CTE name'],
+  ])('refuses %s, which could forge a line of the query plan the work budget reads', (_, sql, what) => {
+    const result = guardQuery(sql, opts)
+    expect(result).toMatchObject({ ok: false, code: 'unsupported_syntax' })
+    expect(!result.ok && result.message).toContain(`${what} must be a plain name`)
+  })
+
+  it('reports what each table alias stands for, so the work budget can price an aliased scan', () => {
+    const result = guardQuery('WITH c AS (SELECT 1) SELECT * FROM orders AS o JOIN main.customers x ON x.id = o.customer_id, c AS y, (SELECT 1) AS s, products o', opts)
+    expect(result).toMatchObject({ ok: true, aliases: new Map([['o', new Set(['orders', 'products'])], ['x', new Set(['customers'])], ['y', new Set(['c'])]]) })
+  })
+
+  it('accepts quoted column aliases with spaces (they never appear in a plan)', () => {
+    expect(guardQuery('SELECT count(*) AS "Total orders" FROM orders AS o', opts).ok).toBe(true)
   })
 
   it('asks for maxRows + 1 rows so truncation is visible', () => {
@@ -212,19 +236,29 @@ describe("execute: which errors are the query's to fix", () => {
 })
 
 describe('execute: against a stub D1', () => {
-  const limits = { allowedTables: BUSINESS_TABLES, maxRows: 10, maxBytes: 10_000 }
+  const limits = { allowedTables: BUSINESS_TABLES, maxRows: 10, maxBytes: 10_000, maxVisitedRows: 10_000_000 }
   /** A D1 whose probe (raw) and run (all) answer as given; it records the statements prepared (but the gate's). */
   function stub(probe: () => Promise<unknown>, run: () => Promise<unknown>) {
     const statements: string[] = []
     const db = {
       prepare: (sql: string) => {
-        // The EXPLAIN gate's two statements (tested against workerd's D1 in
+        // The EXPLAIN gate's two statements and the work budget's plan (tested against workerd's D1 in
         // test/integration/sql-bypass.test.ts) answer with a plan reading customers.
         if (sql.startsWith('SELECT tbl_name, rootpage FROM sqlite_schema')) {
           return { all: async () => ({ results: [{ tbl_name: 'customers', rootpage: 2 }] }) } as unknown as D1PreparedStatement
         }
+        if (sql.startsWith('EXPLAIN QUERY PLAN ')) {
+          return { all: async () => ({ results: [{ id: 2, parent: 0, detail: 'SCAN customers' }] }) } as unknown as D1PreparedStatement
+        }
         if (sql.startsWith('EXPLAIN ')) {
           return { all: async () => ({ results: [{ opcode: 'OpenRead', p1: 0, p2: 2, p3: 0, p5: 0 }] }) } as unknown as D1PreparedStatement
+        }
+        // The work budget's reads (plan-budget.ts): no indexes, 60 customers.
+        if (sql.startsWith('SELECT type, name, tbl_name, sql FROM sqlite_schema')) {
+          return { all: async () => ({ results: [] }) } as unknown as D1PreparedStatement
+        }
+        if (sql.startsWith('SELECT (SELECT max(rowid)')) {
+          return { all: async () => ({ results: [{ t0: 60 }] }) } as unknown as D1PreparedStatement
         }
         statements.push(sql)
         return { raw: probe, all: run } as unknown as D1PreparedStatement
