@@ -33,6 +33,13 @@ afterAll(async () => {
   await server?.stop()
 })
 
+const http = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${server.url}${path}`, init)
+const rpc = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+  body: JSON.stringify(body),
+})
+
 async function v2(opts: Role | { role: Role; sub: string }): Promise<Client> {
   const client = await connectV2(server.mcpUrl, await server.token(opts))
   open.push(client)
@@ -192,12 +199,6 @@ describe('SDK v1 client on the 2025-11-25 revision', () => {
 })
 
 describe('HTTP endpoints as the README promises', () => {
-  const http = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`${server.url}${path}`, init)
-  const rpc = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
-    body: JSON.stringify(body),
-  })
   const initialize = (protocolVersion: string) => ({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion, capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })
 
   it('the README quick start works: a token from `npm run token` calls get_customer in one plain POST', async () => {
@@ -283,6 +284,30 @@ describe('HTTP endpoints as the README promises', () => {
     const ids = responses.map((response) => response.headers.get('x-request-id'))
     for (const [i, id] of ids.entries()) expect(id, `${responses[i]!.url} → ${responses[i]!.status}`).toMatch(/^[\w-]{8,}$/)
     expect(new Set(ids).size).toBe(ids.length)
+  })
+})
+
+describe('execute_query work budget on npm run dev', () => {
+  const CROSS_JOIN = 'SELECT count(*) FROM orders a, orders b, orders c, orders d WHERE a.id <> b.id'
+
+  it('refuses 20 four-table cross joins at once while /healthz and a legitimate query still answer', async () => {
+    const call = async (sub: string, query: string) => {
+      const response = await http(
+        '/mcp',
+        rpc({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'execute_query', arguments: { query } } }, { authorization: `Bearer ${await server.token({ role: 'admin', sub })}`, 'mcp-protocol-version': '2025-11-25' }),
+      )
+      expect(response.status).toBe(200)
+      return z.object({ result: z.unknown() }).parse(await response.json()).result
+    }
+    const attacks = Array.from({ length: 20 }, (_, i) => call(`e2e-budget-${i}`, CROSS_JOIN))
+    // Before the budget, one of these froze workerd (and in production held D1) until restart.
+    const health = await http('/healthz', { signal: AbortSignal.timeout(10_000) })
+    expect(health.status).toBe(200)
+    for (const result of await Promise.all(attacks)) {
+      expect(toolError(result)).toMatch(/^query refused: this query would visit about 10¹⁰ rows .*add a join condition or a WHERE on an indexed column$/)
+    }
+    const legit = await call('e2e-budget-legit', 'SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = \'paid\' LIMIT 3')
+    expect(structured(legit, z.object({ rowCount: z.number() })).rowCount).toBe(3)
   })
 })
 
