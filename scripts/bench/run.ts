@@ -10,6 +10,7 @@ import { ROOT } from '../lib/dev-env.ts'
 
 const BENCHES = [
   ['SQL guard (parse + check + rewrite, per query)', 'sql-guard.ts'],
+  ['execute_query checks before a statement runs (guard + EXPLAIN gate + work budget, per query)', 'sql-budget.ts'],
   ['token estimator and output cap', 'estimate.ts'],
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
   ['end to end over HTTP (wrangler dev)', 'http.ts'],

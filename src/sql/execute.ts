@@ -63,7 +63,7 @@
  */
 import { explainGate } from './explain-gate.ts'
 import { overBudgetMessage, pricePlan, readTableStats, type PlanRow } from './plan-budget.ts'
-import type { GuardCode } from './guard.ts'
+import type { GuardCode, GuardResult } from './guard.ts'
 
 /**
  * The guard (and sql-parser-cst behind it) is loaded on the first
@@ -121,40 +121,9 @@ export async function executeReadOnly(
   if (!Number.isInteger(opts.maxBytes) || opts.maxBytes < 2) {
     throw new RangeError('executeReadOnly: maxBytes must be an integer >= 2')
   }
-  const { guardQuery } = await loadGuard()
-  const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows })
-  if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
-
-  // Second, independent gate (src/sql/explain-gate.ts): SQLite's own plan
-  // must open only the allowed tables' b-trees. Beside it, the work budget
-  // (src/sql/plan-budget.ts) prices the rows the plan visits. Both fail
-  // closed: a query error is reported as such, any other failure refuses the
-  // query or is an internal error; nothing runs before both pass.
-  const explained = `EXPLAIN QUERY PLAN ${guard.sql}`
-  const [gate, planned] = await Promise.all([
-    explainGate(db, guard.sql, opts.allowedTables),
-    Promise.all([db.prepare(explained).all<PlanRow>(), readTableStats(db, guard.tables)]).then(
-      ([plan, stats]) => ({ ok: true as const, plan: plan.results, stats }),
-      (cause: unknown) => ({ ok: false as const, cause }),
-    ),
-  ])
-  if (!gate.ok) {
-    const message = gate.cause === undefined ? undefined : sqlErrorMessage(gate.cause, `EXPLAIN ${guard.sql}`, query)
-    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
-    // D1 outages, overload, ...: still no rows, reported as an internal error
-    if (gate.cause !== undefined) throw gate.cause
-    return { ok: false, kind: 'refused', code: 'explain_refused', message: gate.message }
-  }
-  if (!planned.ok) {
-    const message = sqlErrorMessage(planned.cause, explained, query)
-    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
-    throw planned.cause
-  }
-  const price = pricePlan(planned.plan.map((r) => ({ id: Number(r.id), parent: Number(r.parent), detail: String(r.detail) })), planned.stats, guard)
-  if (!price.ok) return { ok: false, kind: 'refused', code: 'explain_refused', message: `SQLite's plan for the query could not be priced (${price.message}); simplify the query` }
-  if (price.rows > opts.maxVisitedRows) {
-    return { ok: false, kind: 'refused', code: 'over_budget', message: overBudgetMessage(price.rows, opts.maxVisitedRows, price.loops) }
-  }
+  const checked = await checkBeforeRun(db, query, opts)
+  if (!checked.ok) return checked
+  const guard = checked
 
   // The output columns: the guard's statement with LIMIT 0 (nothing runs).
   const probe = guard.sql.replace(/ LIMIT \d+$/, ' LIMIT 0')
@@ -220,6 +189,53 @@ export async function executeReadOnly(
     valuesTruncated += Number(raw.cut) || 0
   }
   return { ok: true, columns, rows, rowCount: rows.length, truncated, valuesTruncated, bytes }
+}
+
+/** What passed every check before the query runs: the guard's statement and facts. */
+type Checked = Extract<GuardResult, { ok: true }>
+type Refusal = Extract<ExecuteResult, { kind: 'refused' }>
+
+/**
+ * Everything execute_query checks before the statement runs: the guard, the
+ * EXPLAIN gate and the work budget. Refusals the caller can act on come
+ * back as such; operational errors are thrown.
+ */
+export async function checkBeforeRun(db: Pick<D1Database, 'prepare'>, query: string, opts: ExecuteOptions): Promise<Checked | Refusal> {
+  const { guardQuery } = await loadGuard()
+  const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows })
+  if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
+
+  // Second, independent gate (src/sql/explain-gate.ts): SQLite's own plan
+  // must open only the allowed tables' b-trees. Beside it, the work budget
+  // (src/sql/plan-budget.ts) prices the rows the plan visits. Both fail
+  // closed: a query error is reported as such, any other failure refuses the
+  // query or is an internal error; nothing runs before both pass.
+  const explained = `EXPLAIN QUERY PLAN ${guard.sql}`
+  const [gate, planned] = await Promise.all([
+    explainGate(db, guard.sql, opts.allowedTables),
+    Promise.all([db.prepare(explained).all<PlanRow>(), readTableStats(db, guard.tables)]).then(
+      ([plan, stats]) => ({ ok: true as const, plan: plan.results, stats }),
+      (cause: unknown) => ({ ok: false as const, cause }),
+    ),
+  ])
+  if (!gate.ok) {
+    const message = gate.cause === undefined ? undefined : sqlErrorMessage(gate.cause, `EXPLAIN ${guard.sql}`, query)
+    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
+    // D1 outages, overload, ...: still no rows, reported as an internal error
+    if (gate.cause !== undefined) throw gate.cause
+    return { ok: false, kind: 'refused', code: 'explain_refused', message: gate.message }
+  }
+  if (!planned.ok) {
+    const message = sqlErrorMessage(planned.cause, explained, query)
+    if (message !== undefined) return { ok: false, kind: 'refused', code: 'sql_error', message }
+    throw planned.cause
+  }
+  const price = pricePlan(planned.plan.map((r) => ({ id: Number(r.id), parent: Number(r.parent), detail: String(r.detail) })), planned.stats, guard)
+  if (!price.ok) return { ok: false, kind: 'refused', code: 'explain_refused', message: `SQLite's plan for the query could not be priced (${price.message}); simplify the query` }
+  if (price.rows > opts.maxVisitedRows) {
+    return { ok: false, kind: 'refused', code: 'over_budget', message: overBudgetMessage(price.rows, opts.maxVisitedRows, price.loops) }
+  }
+  return guard
 }
 
 /**

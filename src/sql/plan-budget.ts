@@ -330,10 +330,12 @@ export function overBudgetMessage(rows: number, budget: number, loops: readonly 
 
 interface CachedIndexes {
   at: number
+  /** every index, by lower-case name */
   indexes: Map<string, IndexInfo>
+  /** lower-case names of WITHOUT ROWID tables */
   withoutRowid: Set<string>
 }
-let cached: { key: string; value: CachedIndexes } | undefined
+let cached: CachedIndexes | undefined
 
 /** Test hook: forget the isolate's copy of the statistics. */
 export function forgetStats(): void {
@@ -348,12 +350,8 @@ const quote = (name: string) => `"${name.replace(/"/g, '""')}"`
  */
 export async function readTableStats(db: Pick<D1Database, 'prepare'>, tables: readonly string[], now = Date.now()): Promise<TableStats> {
   const names = [...new Set(tables.map((t) => t.toLowerCase()))].sort()
-  const key = names.join(',')
-  let meta = cached !== undefined && cached.key === key && now - cached.value.at < STATS_TTL_MS ? cached.value : undefined
-  if (meta === undefined) {
-    meta = await readIndexes(db, names, now)
-    cached = { key, value: meta }
-  }
+  if (cached === undefined || now - cached.at >= STATS_TTL_MS) cached = await readIndexes(db, now)
+  const meta = cached
   const rows = new Map<string, number>()
   if (names.length > 0) {
     const columns = names.map((t, i) => `(SELECT ${meta.withoutRowid.has(t) ? 'count(*)' : 'max(rowid)'} FROM ${quote(t)}) AS t${i}`)
@@ -363,21 +361,21 @@ export async function readTableStats(db: Pick<D1Database, 'prepare'>, tables: re
   return { rows, indexes: meta.indexes }
 }
 
-async function readIndexes(db: Pick<D1Database, 'prepare'>, names: readonly string[], now: number): Promise<CachedIndexes> {
-  const wanted = new Set(names)
+/** Every index (with its sqlite_stat1 row, if analyzed) and the WITHOUT ROWID tables. */
+async function readIndexes(db: Pick<D1Database, 'prepare'>, now: number): Promise<CachedIndexes> {
   const schema = await db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE type IN ('table', 'index')").all<{ type: string; name: string; tbl_name: string; sql: string | null }>()
   const indexes = new Map<string, IndexInfo>()
   const withoutRowid = new Set<string>()
   let analyzed = false
   for (const r of schema.results) {
+    const name = String(r.name).toLowerCase()
     const table = String(r.tbl_name).toLowerCase()
-    if (r.type === 'table' && String(r.name).toLowerCase() === 'sqlite_stat1') analyzed = true
-    if (!wanted.has(table)) continue
+    if (r.type === 'table' && name === 'sqlite_stat1') analyzed = true
     if (r.type === 'table' && /\bWITHOUT\s+ROWID\b/i.test(r.sql ?? '')) withoutRowid.add(table)
-    if (r.type === 'index') indexes.set(String(r.name).toLowerCase(), { table, perKey: undefined, analyzedRows: undefined })
+    if (r.type === 'index') indexes.set(name, { table, perKey: undefined, analyzedRows: undefined })
   }
-  if (analyzed && names.length > 0) {
-    const stats = await db.prepare(`SELECT tbl, idx, stat FROM sqlite_stat1 WHERE lower(tbl) IN (${names.map(() => '?').join(', ')})`).bind(...names).all<{ tbl: string; idx: string | null; stat: string }>()
+  if (analyzed) {
+    const stats = await db.prepare('SELECT tbl, idx, stat FROM sqlite_stat1').all<{ tbl: string; idx: string | null; stat: string }>()
     for (const s of stats.results) {
       const index = s.idx === null ? undefined : indexes.get(String(s.idx).toLowerCase())
       if (index === undefined) continue
