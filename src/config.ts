@@ -57,6 +57,7 @@ const RawConfig = z
     UPSTASH_REDIS_REST_TOKEN: optionalText,
     RATE_LIMIT_FAIL_MODE: optionalText,
     AUDIT_CHAINS: optionalText,
+    LIMIT_SHARDS: optionalText,
   })
   .loose()
 
@@ -84,12 +85,17 @@ export interface Config {
   rateLimitFailMode: 'closed' | 'open'
   /** AUDIT_CHAINS: independent audit chains callers are spread over by `sub` (1..MAX_AUDIT_CHAINS). */
   auditChains: number
+  /** LIMIT_SHARDS: limiter objects (embedded backend) subjects are spread over by `sub` (1..MAX_LIMIT_SHARDS). */
+  limitShards: number
 }
 
 export const DPOP_MODES = ['off', 'allowed', 'required'] as const
 export type DpopMode = (typeof DPOP_MODES)[number]
 
 export const MAX_AUDIT_CHAINS = 256
+export const MAX_LIMIT_SHARDS = 256
+/** Limiter shards when LIMIT_SHARDS is unset. */
+export const DEFAULT_LIMIT_SHARDS = 8
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: string; problem: string }
 
@@ -188,6 +194,10 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   if (auditChains === undefined || auditChains < 1 || auditChains > MAX_AUDIT_CHAINS) {
     return fail('AUDIT_CHAINS', `must be an integer from 1 to ${MAX_AUDIT_CHAINS}`)
   }
+  const limitShards = positiveInt(raw.LIMIT_SHARDS, DEFAULT_LIMIT_SHARDS)
+  if (limitShards === undefined || limitShards < 1 || limitShards > MAX_LIMIT_SHARDS) {
+    return fail('LIMIT_SHARDS', `must be an integer from 1 to ${MAX_LIMIT_SHARDS}`)
+  }
 
   if (raw.ALERT_WEBHOOK_URL && !raw.ALERT_WEBHOOK_SECRET) {
     return fail('ALERT_WEBHOOK_SECRET', 'is required when ALERT_WEBHOOK_URL is set (alerts are always signed)')
@@ -220,6 +230,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       limitStore,
       rateLimitFailMode,
       auditChains,
+      limitShards,
     },
   }
 }

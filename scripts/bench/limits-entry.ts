@@ -16,6 +16,7 @@
 // each request from outside (a Worker's own clocks advance only at I/O, too
 // coarse for one check) and subtracts the `noop` request's time.
 import worker, { LimiterObject } from '../../src/index.ts'
+import { DEFAULT_LIMIT_SHARDS } from '../../src/config.ts'
 import { embeddedLimiter } from '../../src/limits/embedded.ts'
 import type { AcquireRequest, Limiter } from '../../src/limits/limiter.ts'
 import { upstashLimiter } from '../../src/limits/upstash.ts'
@@ -65,7 +66,7 @@ async function check(url: URL, env: BenchEnv, ctx: ExecutionContext): Promise<Re
   const limiter: Limiter =
     backend === 'upstash'
       ? upstashLimiter({ UPSTASH_REDIS_REST_URL: env.BENCH_UPSTASH_URL, UPSTASH_REDIS_REST_TOKEN: env.BENCH_UPSTASH_TOKEN }, { timeoutMs, waitUntil: (p) => ctx.waitUntil(p) })
-      : embeddedLimiter(env.LIMITER, { timeoutMs })
+      : embeddedLimiter(env.LIMITER, { timeoutMs, shards: DEFAULT_LIMIT_SHARDS })
   // The shape of a tools/call check (two windows + the per-sub lease), limits never reached
   // (the cap is above the batch size: a batch holds its N leases until its release phase).
   const rates = [

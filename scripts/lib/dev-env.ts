@@ -64,7 +64,7 @@ export async function ensureKeys(env: DevEnv): Promise<DevKeys> {
 }
 
 /** Optional settings a developer may set in the shell to override the dev defaults. */
-export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'AUDIT_CHAINS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS'] as const
+export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'AUDIT_CHAINS', 'LIMIT_SHARDS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS'] as const
 
 /** The Worker settings for local development (public key only). */
 export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = process.env): Record<string, string> {

@@ -1,7 +1,7 @@
 // Which audit chain a caller's rows go to, and how a chain's sequencer is
 // named. Pure: no Worker APIs, so the CLI scripts and unit tests use it too.
 //
-//   chainOf(sub, chains)  FNV-1a (32-bit) of the UTF-8 bytes of `sub`, mod
+//   chainOf(sub, chains)  shardOf (src/shard.ts: FNV-1a of `sub`) mod
 //                         `chains` (AUDIT_CHAINS). Stable across isolates,
 //                         deployments and languages, so one caller always
 //                         lands on one chain while AUDIT_CHAINS is unchanged
@@ -10,18 +10,11 @@
 //   chainName(n)          'chain-<n>': the Durable Object name of chain n's
 //                         AuditSequencer (idFromName), parsed back by
 //                         parseChainName inside the object.
-
-const encoder = new TextEncoder()
+import { shardOf } from '../shard.ts'
 
 export function chainOf(sub: string, chains: number): number {
   if (!Number.isSafeInteger(chains) || chains < 1) throw new RangeError('chainOf: "chains" must be a positive integer')
-  if (chains === 1) return 0
-  let hash = 0x811c9dc5
-  for (const byte of encoder.encode(sub)) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
-  return hash % chains
+  return shardOf(sub, chains)
 }
 
 export function chainName(chain: number): string {

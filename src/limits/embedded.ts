@@ -1,6 +1,9 @@
 /**
- * Embedded limiter backend (issue #10): one Durable Object per limited key
- * (the token `sub`), used when the Upstash settings are unset.
+ * Embedded limiter backend, used when the Upstash settings are unset:
+ * LIMIT_SHARDS Durable Objects ('shard-<n>'), each the one owner of the
+ * windows and leases of every subject (token `sub`) that maps to it
+ * (shardOf, src/shard.ts). A new subject costs what a known one does: no
+ * object is started and no storage is created for it.
  *
  * Typed RPC (one round trip per call, via Workers RPC on the stub):
  *   acquire(req: AcquireRequest): Promise<AcquireResult>
@@ -11,10 +14,11 @@
  *   release(key, concurrency, leaseId): Promise<void>
  *     Drops the lease id from each rule. Idempotent.
  *
- * Exactness: a Durable Object runs one request at a time and the handlers do
- * no I/O between reading and writing state (SQLite storage calls are
- * synchronous), so concurrent callers of one key are serialised; the count
- * kept is exact. Leases carry an expiry (`ttlMs`) so a holder that dies
+ * Exactness: a subject has exactly one owner; a Durable Object runs one
+ * request at a time and the handlers do no I/O between reading and writing
+ * state (SQLite storage calls are synchronous), so concurrent callers of one
+ * key are serialised; the count kept is exact. Every entry is keyed by
+ * (subject, rule). Leases carry an expiry (`ttlMs`) so a holder that dies
  * without releasing frees its slot.
  *
  * Durability (write-behind): the windows and leases live in memory for the
@@ -36,31 +40,47 @@
  * and a lease taken and released within one period (most calls: they end in
  * well under PERSIST_AFTER_MS) is never written at all, nor is its release.
  * Refusals change nothing. An alarm at the
- * end of the longest window deletes what expired, so an idle subject leaves
- * empty tables behind, not a log; the constructor reloads only live entries.
+ * end of the longest window deletes what expired, on disk and in memory, so
+ * an idle subject leaves nothing behind; the constructor reloads only live
+ * entries.
  */
 import { DurableObject } from 'cloudflare:workers'
 import type { AcquireRequest, AcquireResult, ConcurrencyRule, Limiter } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
+import { shardOf } from '../shard.ts'
 
 /** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
 export const PERSIST_AFTER_MS = 1000
 
 /** A lease row to write (`expires`), or to delete (`null`). */
-type LeaseChange = { readonly rule: string; readonly id: string; readonly expires: number | null; readonly fresh: boolean }
+type LeaseChange = { readonly subject: string; readonly rule: string; readonly id: string; readonly expires: number | null; readonly fresh: boolean }
 
-/** SQLite in Durable Objects binds at most 100 parameters per statement: 33 rows of 3. */
-const HITS_PER_INSERT = 33
+/** SQLite in Durable Objects binds at most 100 parameters per statement: 25 rows of 4. */
+const HITS_PER_INSERT = 25
+
+/** The in-memory key of one subject's rule. */
+const slotOf = (subject: string, rule: string) => `${subject}\u0000${rule}`
+
+/** A rate window's accepted call timestamps (ascending), and its length. */
+interface Window {
+  log: number[]
+  windowMs: number
+}
+
+/** The Durable Object name of limiter shard `n`. */
+export function shardName(n: number): string {
+  return `shard-${n}`
+}
 
 export class LimiterObject extends DurableObject<Env> {
-  /** rule name → accepted call timestamps (ascending). */
-  private readonly windows = new Map<string, number[]>()
-  /** rule name → lease id → expiry (ms since epoch). */
+  /** (subject, rule) → its window. */
+  private readonly windows = new Map<string, Window>()
+  /** (subject, rule) → lease id → expiry (ms since epoch). */
   private readonly leases = new Map<string, Map<string, number>>()
   private readonly sql: SqlStorage
   /** When the cleanup alarm is due (ms), as far as this instance knows. */
   private alarmAt = 0
-  /** Accepted calls not yet written: rule, at, expires (flat, three per call); written by flush(). */
+  /** Accepted calls not yet written: subject, rule, at, expires (flat, four per call); written by flush(). */
   private pendingHits: (string | number)[] = []
   /** Lease rows not yet written, by rule and id: the last change wins (a lease and its release cancel out). */
   private pendingLeases = new Map<string, LeaseChange>()
@@ -71,26 +91,29 @@ export class LimiterObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
     this.sql = ctx.storage.sql
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS hits (rule TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS hits_rule_at ON hits (rule, at);
-      CREATE TABLE IF NOT EXISTS leases (rule TEXT NOT NULL, id TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (rule, id)) WITHOUT ROWID;`)
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS hits (subject TEXT NOT NULL, rule TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS hits_expires ON hits (expires);
+      CREATE TABLE IF NOT EXISTS leases (subject TEXT NOT NULL, rule TEXT NOT NULL, id TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (subject, rule, id)) WITHOUT ROWID;`)
     const now = Date.now()
-    for (const row of this.sql.exec<{ rule: string; at: number }>('SELECT rule, at FROM hits WHERE expires > ?1 ORDER BY rule, at', now)) {
-      let log = this.windows.get(row.rule)
-      if (log === undefined) this.windows.set(row.rule, (log = []))
-      log.push(row.at)
+    for (const row of this.sql.exec<{ subject: string; rule: string; at: number; expires: number }>('SELECT subject, rule, at, expires FROM hits WHERE expires > ?1 ORDER BY subject, rule, at', now)) {
+      const slot = slotOf(row.subject, row.rule)
+      let window = this.windows.get(slot)
+      if (window === undefined) this.windows.set(slot, (window = { log: [], windowMs: row.expires - row.at }))
+      window.log.push(row.at)
     }
-    for (const row of this.sql.exec<{ rule: string; id: string; expires: number }>('SELECT rule, id, expires FROM leases WHERE expires > ?1', now)) {
-      let held = this.leases.get(row.rule)
-      if (held === undefined) this.leases.set(row.rule, (held = new Map()))
+    for (const row of this.sql.exec<{ subject: string; rule: string; id: string; expires: number }>('SELECT subject, rule, id, expires FROM leases WHERE expires > ?1', now)) {
+      const slot = slotOf(row.subject, row.rule)
+      let held = this.leases.get(slot)
+      if (held === undefined) this.leases.set(slot, (held = new Map()))
       held.set(row.id, row.expires)
     }
   }
 
   acquire(req: AcquireRequest): AcquireResult {
     const now = Date.now()
+    const subject = req.key
     for (const rule of req.rates) {
-      const log = this.prune(rule.name, now - rule.windowMs)
+      const log = this.prune(slotOf(subject, rule.name), rule.windowMs, now)
       if (log.length >= rule.limit) {
         const oldest = log[log.length - rule.limit] ?? now
         return {
@@ -103,7 +126,7 @@ export class LimiterObject extends DurableObject<Env> {
       }
     }
     for (const rule of req.concurrency) {
-      const held = this.liveLeases(rule.name, now)
+      const held = this.liveLeases(slotOf(subject, rule.name), now)
       if (held.size >= rule.max && !held.has(req.leaseId)) {
         const soonest = Math.min(...held.values())
         return {
@@ -118,19 +141,18 @@ export class LimiterObject extends DurableObject<Env> {
     const remaining = new Map<string, number>()
     let horizon = now
     for (const rule of req.rates) {
-      const log = this.windows.get(rule.name) ?? []
+      const log = this.prune(slotOf(subject, rule.name), rule.windowMs, now)
       log.push(now)
-      this.windows.set(rule.name, log)
-      this.pendingHits.push(rule.name, now, now + rule.windowMs)
+      this.pendingHits.push(subject, rule.name, now, now + rule.windowMs)
       remaining.set(rule.name, rule.limit - log.length)
       horizon = Math.max(horizon, now + rule.windowMs)
     }
     for (const rule of req.concurrency) {
-      const held = this.liveLeases(rule.name, now)
+      const held = this.liveLeases(slotOf(subject, rule.name), now)
       // Fresh: no live row for this id can exist (memory holds every live lease), so a release before the write cancels both.
       const fresh = !held.has(req.leaseId)
       held.set(req.leaseId, now + rule.ttlMs)
-      this.pendingLeases.set(`${rule.name}\u0000${req.leaseId}`, { rule: rule.name, id: req.leaseId, expires: now + rule.ttlMs, fresh })
+      this.pendingLeases.set(`${slotOf(subject, rule.name)}\u0000${req.leaseId}`, { subject, rule: rule.name, id: req.leaseId, expires: now + rule.ttlMs, fresh })
       remaining.set(rule.name, rule.max - held.size)
       horizon = Math.max(horizon, now + rule.ttlMs)
     }
@@ -139,14 +161,17 @@ export class LimiterObject extends DurableObject<Env> {
     return { ok: true, leaseId: req.leaseId, remaining }
   }
 
-  release(_key: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
+  release(subject: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
     for (const rule of concurrency) {
-      if (!this.leases.get(rule.name)?.delete(leaseId)) continue
-      const slot = `${rule.name}\u0000${leaseId}`
-      const queued = this.pendingLeases.get(slot)
+      const slot = slotOf(subject, rule.name)
+      const held = this.leases.get(slot)
+      if (!held?.delete(leaseId)) continue
+      if (held.size === 0) this.leases.delete(slot)
+      const change = `${slot}\u0000${leaseId}`
+      const queued = this.pendingLeases.get(change)
       // Taken and released within one write-behind period: nothing to write for it at all.
-      if (queued?.fresh === true && queued.expires !== null) this.pendingLeases.delete(slot)
-      else this.pendingLeases.set(slot, { rule: rule.name, id: leaseId, expires: null, fresh: false })
+      if (queued?.fresh === true && queued.expires !== null) this.pendingLeases.delete(change)
+      else this.pendingLeases.set(change, { subject, rule: rule.name, id: leaseId, expires: null, fresh: false })
       this.scheduleFlush()
     }
   }
@@ -166,13 +191,13 @@ export class LimiterObject extends DurableObject<Env> {
       this.pendingLeases = new Map()
       this.ctx.storage.transactionSync(() => {
         // One statement per HITS_PER_INSERT calls: at the policy's rates, one per flush.
-        for (let i = 0; i < hits.length; i += 3 * HITS_PER_INSERT) {
-          const rows = hits.slice(i, i + 3 * HITS_PER_INSERT)
-          this.sql.exec(`INSERT INTO hits (rule, at, expires) VALUES ${Array.from({ length: rows.length / 3 }, () => '(?, ?, ?)').join(', ')}`, ...rows)
+        for (let i = 0; i < hits.length; i += 4 * HITS_PER_INSERT) {
+          const rows = hits.slice(i, i + 4 * HITS_PER_INSERT)
+          this.sql.exec(`INSERT INTO hits (subject, rule, at, expires) VALUES ${Array.from({ length: rows.length / 4 }, () => '(?, ?, ?, ?)').join(', ')}`, ...rows)
         }
         for (const c of leases.values()) {
-          if (c.expires === null) this.sql.exec('DELETE FROM leases WHERE rule = ?1 AND id = ?2', c.rule, c.id)
-          else this.sql.exec('INSERT OR REPLACE INTO leases (rule, id, expires) VALUES (?1, ?2, ?3)', c.rule, c.id, c.expires)
+          if (c.expires === null) this.sql.exec('DELETE FROM leases WHERE subject = ?1 AND rule = ?2 AND id = ?3', c.subject, c.rule, c.id)
+          else this.sql.exec('INSERT OR REPLACE INTO leases (subject, rule, id, expires) VALUES (?1, ?2, ?3, ?4)', c.subject, c.rule, c.id, c.expires)
         }
       })
     }
@@ -190,9 +215,12 @@ export class LimiterObject extends DurableObject<Env> {
     const now = Date.now()
     this.sql.exec('DELETE FROM hits WHERE expires <= ?1', now)
     this.sql.exec('DELETE FROM leases WHERE expires <= ?1', now)
-    for (const [name, held] of this.leases) {
-      this.liveLeases(name, now)
-      if (held.size === 0) this.leases.delete(name)
+    for (const [slot, held] of this.leases) {
+      this.liveLeases(slot, now)
+      if (held.size === 0) this.leases.delete(slot)
+    }
+    for (const [slot, window] of this.windows) {
+      if (this.prune(slot, window.windowMs, now).length === 0) this.windows.delete(slot)
     }
     const next = this.sql.exec<{ last: number | null }>('SELECT max(m) AS last FROM (SELECT max(expires) AS m FROM hits UNION ALL SELECT max(expires) FROM leases)').one().last
     this.alarmAt = 0
@@ -205,21 +233,24 @@ export class LimiterObject extends DurableObject<Env> {
     void this.ctx.storage.setAlarm(at)
   }
 
-  private prune(name: string, after: number): number[] {
-    const log = this.windows.get(name) ?? []
+  /** The live part of a window (created empty when new); what slid out stays on disk until the alarm. */
+  private prune(slot: string, windowMs: number, now: number): number[] {
+    let window = this.windows.get(slot)
+    if (window === undefined) this.windows.set(slot, (window = { log: [], windowMs }))
+    window.windowMs = Math.max(window.windowMs, windowMs)
+    const log = window.log
+    const after = now - windowMs
     let drop = 0
     while (drop < log.length && (log[drop] ?? 0) <= after) drop++
-    // Rows that slid out stay on disk until the alarm: the constructor loads only live ones.
     if (drop > 0) log.splice(0, drop)
-    this.windows.set(name, log)
     return log
   }
 
-  private liveLeases(name: string, now: number): Map<string, number> {
-    let held = this.leases.get(name)
+  private liveLeases(slot: string, now: number): Map<string, number> {
+    let held = this.leases.get(slot)
     if (held === undefined) {
       held = new Map()
-      this.leases.set(name, held)
+      this.leases.set(slot, held)
     }
     for (const [id, expiry] of held) if (expiry <= now) held.delete(id)
     return held
@@ -229,17 +260,20 @@ export class LimiterObject extends DurableObject<Env> {
 export interface EmbeddedOptions {
   /** Bound on one RPC to the object; past it the call fails with LimitStoreError (the middleware answers 503). */
   timeoutMs: number
+  /** LIMIT_SHARDS: how many objects the subjects are spread over. */
+  shards: number
 }
 
-/** The Limiter over the LIMITER namespace: one object per key, one RPC per call, each bounded by `timeoutMs`. */
+/** The Limiter over the LIMITER namespace: a subject's shard object, one RPC per call, each bounded by `timeoutMs`. */
 export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
   if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
-  // One stub per key for this limiter (a request's acquire and its release share it); stubs are
+  // One stub per shard for this limiter (a request's acquire and its release share it); stubs are
   // I/O objects of the request that made them, so they are never kept across requests.
-  const stubs = new Map<string, DurableObjectStub<LimiterObject>>()
+  const stubs = new Map<number, DurableObjectStub<LimiterObject>>()
   const stub = (key: string) => {
-    let s = stubs.get(key)
-    if (s === undefined) stubs.set(key, (s = ns.get(ns.idFromName(key))))
+    const shard = shardOf(key, opts.shards)
+    let s = stubs.get(shard)
+    if (s === undefined) stubs.set(shard, (s = ns.get(ns.idFromName(shardName(shard)))))
     return s
   }
   const fail = (what: string) => (error: unknown): never => {

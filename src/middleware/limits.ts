@@ -11,7 +11,7 @@
 // with Retry-After. RATE_LIMIT_FAIL_MODE=open serves the call unchecked
 // instead, logging a warning per call and an error once per isolate.
 // The store: Upstash Redis when UPSTASH_REDIS_REST_URL/TOKEN are set, else the
-// embedded LimiterObject Durable Object.
+// embedded LimiterObject Durable Objects (LIMIT_SHARDS of them, by `sub`).
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
 import type { Config } from '../config.ts'
@@ -69,7 +69,7 @@ export function limiterFor(c: Context<AppEnv>): Limiter {
       { timeoutMs, waitUntil: (work) => c.executionCtx.waitUntil(work.catch(() => undefined)) },
     )
   }
-  return embeddedLimiter(c.env.LIMITER, { timeoutMs })
+  return embeddedLimiter(c.env.LIMITER, { timeoutMs, shards: c.var.config.limitShards })
 }
 
 /** Configurations already announced (once per isolate and configuration). */

@@ -12,9 +12,11 @@ import { env } from 'cloudflare:workers'
 import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test'
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import worker from '../../src/index.ts'
-import { embeddedLimiter, LimiterObject, PERSIST_AFTER_MS } from '../../src/limits/embedded.ts'
+import { DEFAULT_LIMIT_SHARDS } from '../../src/config.ts'
+import { embeddedLimiter, LimiterObject, PERSIST_AFTER_MS, shardName } from '../../src/limits/embedded.ts'
 import { LimitStoreError, type AcquireRequest, type AcquireResult, type Limiter } from '../../src/limits/limiter.ts'
 import { upstashLimiter } from '../../src/limits/upstash.ts'
+import { shardOf } from '../../src/shard.ts'
 import type { UpstashTarget } from '../support/redis-global-setup.ts'
 import { mintToken } from '../support/tokens.ts'
 import { MCP_URL } from '../support/worker.ts'
@@ -73,9 +75,9 @@ interface Backend {
 const backends: Backend[] = [
   {
     name: 'embedded',
-    limiter: () => embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS }),
-    down: () => embeddedLimiter(namespaceWith('down'), { timeoutMs: TIMEOUT_MS }),
-    slow: () => embeddedLimiter(namespaceWith({ delayMs: 3_000 }), { timeoutMs: TIMEOUT_MS }),
+    limiter: () => embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS }),
+    down: () => embeddedLimiter(namespaceWith('down'), { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS }),
+    slow: () => embeddedLimiter(namespaceWith({ delayMs: 3_000 }), { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS }),
     bindings: (store) => (store === 'up' ? {} : { LIMITER: namespaceWith(store === 'down' ? 'down' : { delayMs: 3_000 }) }),
   },
   {
@@ -265,14 +267,41 @@ describe.skipIf(upstash === undefined)('Upstash backend: one round trip', () => 
   })
 })
 
+describe('Embedded backend: many subjects per shard', () => {
+  it('keeps each of 40 subjects on one shard exact under 8 concurrent calls each (limit 3: exactly 120 accepted)', async () => {
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const rates = [{ name: 'r', limit: 3, windowMs: 3_600_000 }]
+    const subjects = Array.from({ length: 40 }, (_, i) => unique(`crowd-${i}`))
+    const results = await Promise.all(subjects.flatMap((key) => Array.from({ length: 8 }, (_, i) => limiter.acquire({ key, rates, concurrency: [], leaseId: `${key}-${i}` }).then((r) => [key, r.ok] as const))))
+    const accepted = new Map<string, number>()
+    for (const [key, ok] of results) if (ok) accepted.set(key, (accepted.get(key) ?? 0) + 1)
+    expect([...accepted.values()].reduce((a, b) => a + b, 0)).toBe(120)
+    for (const key of subjects) expect(accepted.get(key)).toBe(3)
+  })
+
+  it("keeps one subject's leases apart from another's on the same shard", async () => {
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const concurrency = [{ name: 'c', max: 1, ttlMs: 60_000 }]
+    const [a, b] = [unique('lease-a'), unique('lease-b')]
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a1' })).ok).toBe(true)
+    expect((await limiter.acquire({ key: b, rates: [], concurrency, leaseId: 'b1' })).ok).toBe(true)
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a2' })).ok).toBe(false)
+    await limiter.release(b, concurrency, 'a1') // another subject's release of the same lease id frees nothing
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a3' })).ok).toBe(false)
+    await limiter.release(a, concurrency, 'a1')
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a4' })).ok).toBe(true)
+  })
+})
+
 describe('Embedded backend: durable state', () => {
   const rates = [{ name: 'r', limit: 2, windowMs: 3_600_000 }]
   const concurrency = [{ name: 'c', max: 1, ttlMs: 60_000 }]
-  const stubFor = (key: string) => env.LIMITER.get(env.LIMITER.idFromName(key))
+  // the shard that owns `key`, as embeddedLimiter addresses it
+  const stubFor = (key: string) => env.LIMITER.get(env.LIMITER.idFromName(shardName(shardOf(key, DEFAULT_LIMIT_SHARDS))))
 
   it('keeps windows and leases across a restart of the object (a new instance over the same storage)', async () => {
     const key = unique('restart')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
     await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
       instance.flush()
@@ -288,13 +317,13 @@ describe('Embedded backend: durable state', () => {
 
   it(`writes what it accepted within PERSIST_AFTER_MS (${PERSIST_AFTER_MS} ms) with no further call`, async () => {
     const key = unique('write-behind')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
     expect((await limiter.acquire({ key, rates, concurrency: [], leaseId: 'b' })).ok).toBe(true)
     const count = () =>
       runInDurableObject(stubFor(key), (_i: LimiterObject, state) => ({
-        hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits').one().n,
-        leases: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases').one().n,
+        hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits WHERE subject = ?1', key).one().n,
+        leases: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases WHERE subject = ?1', key).one().n,
       }))
     // Bounded wait for the object's own timer (no call in between): 20 × PERSIST_AFTER_MS at most.
     let seen = await count()
@@ -310,7 +339,7 @@ describe('Embedded backend: durable state', () => {
 
   it('never frees a slot early across a restart: a release not yet written is forgotten, so the lease is kept until it expires', async () => {
     const key = unique('unflushed-release')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     expect((await limiter.acquire({ key, rates, concurrency, leaseId: 'a' })).ok).toBe(true)
     await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
       instance.flush()
@@ -325,7 +354,7 @@ describe('Embedded backend: durable state', () => {
 
   it('writes nothing for a lease taken and released between two writes, and still keeps the call it counted', async () => {
     const key = unique('coalesce')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     const wide = [{ name: 'r', limit: 100, windowMs: 3_600_000 }]
     expect((await limiter.acquire({ key, rates: wide, concurrency, leaseId: 'a' })).ok).toBe(true)
     await limiter.release(key, concurrency, 'a')
@@ -333,24 +362,28 @@ describe('Embedded backend: durable state', () => {
     expect((await limiter.acquire({ key, rates: wide, concurrency, leaseId: 'b' })).ok).toBe(true)
     const rows = await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
       instance.flush()
-      const leases = state.storage.sql.exec<{ id: string }>('SELECT id FROM leases').toArray().map((r) => r.id)
+      const leases = state.storage.sql.exec<{ id: string }>('SELECT id FROM leases WHERE subject = ?1', key).toArray().map((r) => r.id)
       instance.release(key, concurrency, 'b')
       instance.flush()
-      return { leases, after: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases').one().n, hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits').one().n }
+      return {
+        leases,
+        after: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM leases WHERE subject = ?1', key).one().n,
+        hits: state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM hits WHERE subject = ?1', key).one().n,
+      }
     })
     expect(rows).toEqual({ leases: ['b'], after: 0, hits: 2 })
   })
 
   it('writes every call of a burst larger than one insert statement (100 calls, 33 rows per statement)', async () => {
     const key = unique('burst-write')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     const two = [{ name: 'x', limit: 1000, windowMs: 3_600_000 }, { name: 'y', limit: 1000, windowMs: 3_600_000 }]
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => limiter.acquire({ key, rates: two, concurrency: [], leaseId: `l${i}` })))
     expect(results.filter((r) => r.ok)).toHaveLength(100)
     const kept = await runInDurableObject(stubFor(key), (instance: LimiterObject, state) => {
       instance.flush()
       const restarted = new LimiterObject(state, env)
-      const counts = state.storage.sql.exec<{ rule: string; n: number }>('SELECT rule, count(*) AS n FROM hits GROUP BY rule ORDER BY rule').toArray()
+      const counts = state.storage.sql.exec<{ rule: string; n: number }>('SELECT rule, count(*) AS n FROM hits WHERE subject = ?1 GROUP BY rule ORDER BY rule', key).toArray()
       const next = restarted.acquire({ key, rates: [{ name: 'x', limit: 100, windowMs: 3_600_000 }], concurrency: [], leaseId: 'over' })
       return { counts: counts.map((c) => [c.rule, c.n]), next: next.ok }
     })
@@ -359,14 +392,14 @@ describe('Embedded backend: durable state', () => {
 
   it('its alarm deletes expired entries and keeps live ones', async () => {
     const key = unique('alarm')
-    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS })
+    const limiter = embeddedLimiter(env.LIMITER, { timeoutMs: TIMEOUT_MS, shards: DEFAULT_LIMIT_SHARDS })
     expect((await limiter.acquire({ key, rates: [{ name: 'short', limit: 5, windowMs: 50 }, { name: 'long', limit: 5, windowMs: 3_600_000 }], concurrency: [], leaseId: 'a' })).ok).toBe(true)
     const stub = stubFor(key)
     // The write arms the alarm.
     await runInDurableObject(stub, (instance: LimiterObject) => instance.flush())
     await new Promise((resolve) => setTimeout(resolve, 100))
     expect(await runDurableObjectAlarm(stub)).toBe(true)
-    const rows = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.sql.exec<{ rule: string }>('SELECT rule FROM hits').toArray().map((r) => r.rule))
+    const rows = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.sql.exec<{ rule: string }>('SELECT rule FROM hits WHERE subject = ?1', key).toArray().map((r) => r.rule))
     expect(rows).toEqual(['long'])
   })
 })
