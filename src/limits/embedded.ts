@@ -13,6 +13,15 @@
  *     takes one lease per concurrency rule. Refusals record nothing.
  *   release(key, concurrency, leaseId): Promise<void>
  *     Drops the lease id from each rule. Idempotent.
+ *   acquire(req, releases) / releaseMany(releases)
+ *     The same, with releases of other calls carried along: an isolate does
+ *     not send a release on its own. It waits up to CARRY_RELEASE_MS for the
+ *     next acquire to the same shard from this isolate and rides on it (the
+ *     object applies the releases first, so a subject's own next call never
+ *     finds its previous lease still held); only if none comes is it sent
+ *     alone, with every other release then waiting for that shard. A busy
+ *     isolate makes one request per call, not two; a slot is freed at most
+ *     CARRY_RELEASE_MS later than its call ended (its own next call excepted).
  *
  * Exactness: a subject has exactly one owner; a Durable Object runs one
  * request at a time and the handlers do no I/O between reading and writing
@@ -51,6 +60,13 @@ import { shardOf } from '../shard.ts'
 
 /** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
 export const PERSIST_AFTER_MS = 1000
+
+/** One lease to release: what `release` was given. */
+export interface Release {
+  readonly key: string
+  readonly concurrency: readonly ConcurrencyRule[]
+  readonly leaseId: string
+}
 
 /** A lease row to write (`expires`), or to delete (`null`). */
 type LeaseChange = { readonly subject: string; readonly rule: string; readonly id: string; readonly expires: number | null; readonly fresh: boolean }
@@ -109,7 +125,8 @@ export class LimiterObject extends DurableObject<Env> {
     }
   }
 
-  acquire(req: AcquireRequest): AcquireResult {
+  acquire(req: AcquireRequest, releases: readonly Release[] = []): AcquireResult {
+    this.releaseMany(releases)
     const now = Date.now()
     const subject = req.key
     for (const rule of req.rates) {
@@ -159,6 +176,10 @@ export class LimiterObject extends DurableObject<Env> {
     this.horizon = Math.max(this.horizon, horizon)
     this.scheduleFlush()
     return { ok: true, leaseId: req.leaseId, remaining }
+  }
+
+  releaseMany(releases: readonly Release[]): void {
+    for (const r of releases) this.release(r.key, r.concurrency, r.leaseId)
   }
 
   release(subject: string, concurrency: readonly ConcurrencyRule[], leaseId: string): void {
@@ -264,14 +285,39 @@ export interface EmbeddedOptions {
   shards: number
 }
 
+/** How long a release waits to ride on a later acquire to its shard before it is sent alone. */
+export const CARRY_RELEASE_MS = 25
+/** How often the release's owner looks whether a carrier has delivered it. */
+const CARRY_POLL_MS = 5
+
+/**
+ * A release waiting to be carried. Plain state, read by its owner's own
+ * timer: no promise crosses from the carrying request to the owner's.
+ */
+interface Queued extends Release {
+  state: 'queued' | 'carrying' | 'done' | 'failed'
+}
+
+/** Per isolate: the releases waiting for each shard, per namespace. */
+const waiting = new WeakMap<object, Map<number, Queued[]>>()
+
+function queueOf(ns: object, shard: number): Queued[] {
+  let shards = waiting.get(ns)
+  if (shards === undefined) waiting.set(ns, (shards = new Map()))
+  let queue = shards.get(shard)
+  if (queue === undefined) shards.set(shard, (queue = []))
+  return queue
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
 /** The Limiter over the LIMITER namespace: a subject's shard object, one RPC per call, each bounded by `timeoutMs`. */
 export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
   if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
   // One stub per shard for this limiter (a request's acquire and its release share it); stubs are
   // I/O objects of the request that made them, so they are never kept across requests.
   const stubs = new Map<number, DurableObjectStub<LimiterObject>>()
-  const stub = (key: string) => {
-    const shard = shardOf(key, opts.shards)
+  const stub = (shard: number) => {
     let s = stubs.get(shard)
     if (s === undefined) stubs.set(shard, (s = ns.get(ns.idFromName(shardName(shard)))))
     return s
@@ -280,17 +326,48 @@ export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts:
     if (error instanceof LimitStoreError) throw error
     throw new LimitStoreError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`)
   }
+  /** Takes every queued release of `shard` for one RPC; marks them done or failed with it. */
+  const carry = async <T>(shard: number, send: (releases: Release[]) => Promise<T>): Promise<T> => {
+    const queue = queueOf(ns, shard)
+    const taken = queue.splice(0)
+    for (const q of taken) q.state = 'carrying'
+    const plain = taken.map(({ key, concurrency, leaseId }) => ({ key, concurrency, leaseId }))
+    try {
+      const result = await send(plain)
+      for (const q of taken) q.state = 'done'
+      return result
+    } catch (error) {
+      for (const q of taken) q.state = 'failed'
+      throw error
+    }
+  }
   return {
     async acquire(req) {
+      const shard = shardOf(req.key, opts.shards)
       try {
-        return await withStoreTimeout(Promise.resolve().then(() => stub(req.key).acquire(req)), opts.timeoutMs, 'limiter object')
+        return await carry(shard, (releases) => withStoreTimeout(Promise.resolve().then(() => stub(shard).acquire(req, releases)), opts.timeoutMs, 'limiter object'))
       } catch (error) {
         return fail('limiter object')(error)
       }
     },
     async release(key, concurrency, leaseId) {
+      const shard = shardOf(key, opts.shards)
+      const mine: Queued = { key, concurrency, leaseId, state: 'queued' }
+      queueOf(ns, shard).push(mine)
+      await sleep(CARRY_RELEASE_MS)
+      const deadline = Date.now() + opts.timeoutMs
+      while (mine.state === 'carrying' && Date.now() < deadline) await sleep(CARRY_POLL_MS)
+      if (mine.state === 'done') return
+      if (mine.state === 'failed' || mine.state === 'carrying') {
+        // its carrier failed (or never answered): send it alone
+        const queue = queueOf(ns, shard)
+        const at = queue.indexOf(mine)
+        if (at >= 0) queue.splice(at, 1)
+        mine.state = 'queued'
+        queue.unshift(mine)
+      }
       try {
-        await withStoreTimeout(Promise.resolve().then(() => stub(key).release(key, concurrency, leaseId)), opts.timeoutMs, 'limiter release')
+        await carry(shard, (releases) => withStoreTimeout(Promise.resolve().then(() => stub(shard).releaseMany(releases)), opts.timeoutMs, 'limiter release'))
       } catch (error) {
         fail('limiter release')(error)
       }

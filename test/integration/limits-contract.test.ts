@@ -13,7 +13,7 @@ import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, wait
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import worker from '../../src/index.ts'
 import { DEFAULT_LIMIT_SHARDS } from '../../src/config.ts'
-import { embeddedLimiter, LimiterObject, PERSIST_AFTER_MS, shardName } from '../../src/limits/embedded.ts'
+import { CARRY_RELEASE_MS, embeddedLimiter, LimiterObject, PERSIST_AFTER_MS, shardName } from '../../src/limits/embedded.ts'
 import { LimitStoreError, type AcquireRequest, type AcquireResult, type Limiter } from '../../src/limits/limiter.ts'
 import { upstashLimiter } from '../../src/limits/upstash.ts'
 import { shardOf } from '../../src/shard.ts'
@@ -52,8 +52,8 @@ function namespaceWith(fault: Fault): DurableObjectNamespace<LimiterObject> {
             return forward()
           }
           return {
-            acquire: (req: AcquireRequest) => call(() => stub.acquire(req)),
-            release: (...args: Parameters<LimiterObject['release']>) => call(() => stub.release(...args)),
+            acquire: (...args: Parameters<LimiterObject['acquire']>) => call(() => stub.acquire(...args)),
+            releaseMany: (...args: Parameters<LimiterObject['releaseMany']>) => call(() => stub.releaseMany(...args)),
           }
         }
       }
@@ -290,6 +290,83 @@ describe('Embedded backend: many subjects per shard', () => {
     expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a3' })).ok).toBe(false)
     await limiter.release(a, concurrency, 'a1')
     expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a4' })).ok).toBe(true)
+  })
+})
+
+describe('Embedded backend: a release rides on the next acquire', () => {
+  /** The real LIMITER namespace, counting the RPCs its stubs make; acquire number `failAt` (1-based) fails. */
+  function counting(failAt = 0) {
+    const calls: string[] = []
+    let acquires = 0
+    const ns = new Proxy(env.LIMITER, {
+      get(target, property) {
+        if (property === 'get') {
+          return (id: DurableObjectId) => {
+            const stub = target.get(id)
+            return {
+              acquire: async (...args: Parameters<LimiterObject['acquire']>) => {
+                calls.push(`acquire+${args[1]?.length ?? 0}`)
+                if (++acquires === failAt) throw new Error('Network connection lost.')
+                return stub.acquire(...args)
+              },
+              releaseMany: (...args: Parameters<LimiterObject['releaseMany']>) => {
+                calls.push(`releaseMany+${args[0].length}`)
+                return stub.releaseMany(...args)
+              },
+            }
+          }
+        }
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
+      },
+    })
+    return { ns, calls }
+  }
+  const concurrency = [{ name: 'c', max: 1, ttlMs: 60_000 }]
+
+  it('carries a release on the next acquire to its shard: two calls, two requests, the slot freed', async () => {
+    const { ns, calls } = counting()
+    const limiter = embeddedLimiter(ns, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const [a, b] = [unique('carry-a'), unique('carry-b')]
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a1' })).ok).toBe(true)
+    const released = limiter.release(a, concurrency, 'a1')
+    expect((await limiter.acquire({ key: b, rates: [], concurrency, leaseId: 'b1' })).ok).toBe(true)
+    await released
+    expect(calls).toEqual(['acquire+0', 'acquire+1'])
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a2' })).ok).toBe(true)
+  })
+
+  it("frees a subject's slot for its own next call at once: the release rides on that call's acquire", async () => {
+    const { ns, calls } = counting()
+    const limiter = embeddedLimiter(ns, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const a = unique('carry-self')
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a1' })).ok).toBe(true)
+    const released = limiter.release(a, concurrency, 'a1')
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a2' })).ok).toBe(true)
+    await released
+    expect(calls).toEqual(['acquire+0', 'acquire+1'])
+  })
+
+  it(`sends a release alone, with every other one then waiting, when no acquire comes within ${CARRY_RELEASE_MS} ms`, async () => {
+    const { ns, calls } = counting()
+    const limiter = embeddedLimiter(ns, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const keys = [unique('alone-a'), unique('alone-b'), unique('alone-c')]
+    for (const key of keys) expect((await limiter.acquire({ key, rates: [], concurrency, leaseId: 'l' })).ok).toBe(true)
+    await Promise.all(keys.map((key) => limiter.release(key, concurrency, 'l')))
+    expect(calls).toEqual(['acquire+0', 'acquire+0', 'acquire+0', 'releaseMany+3'])
+    for (const key of keys) expect((await limiter.acquire({ key, rates: [], concurrency, leaseId: 'again' })).ok).toBe(true)
+  })
+
+  it('sends a release alone when the acquire that carried it failed: nothing is lost', async () => {
+    const { ns, calls } = counting(2)
+    const limiter = embeddedLimiter(ns, { timeoutMs: TIMEOUT_MS, shards: 1 })
+    const a = unique('carrier-failed')
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a1' })).ok).toBe(true)
+    const released = limiter.release(a, concurrency, 'a1')
+    await expect(limiter.acquire({ key: unique('other'), rates: [], concurrency, leaseId: 'o1' })).rejects.toBeInstanceOf(LimitStoreError)
+    await released
+    expect(calls).toEqual(['acquire+0', 'acquire+1', 'releaseMany+1'])
+    expect((await limiter.acquire({ key: a, rates: [], concurrency, leaseId: 'a2' })).ok).toBe(true)
   })
 })
 
