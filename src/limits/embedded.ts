@@ -14,14 +14,9 @@
  *   release(key, concurrency, leaseId): Promise<void>
  *     Drops the lease id from each rule. Idempotent.
  *   acquire(req, releases) / releaseMany(releases)
- *     The same, with releases of other calls carried along: an isolate does
- *     not send a release on its own. It waits up to CARRY_RELEASE_MS for the
- *     next acquire to the same shard from this isolate and rides on it (the
- *     object applies the releases first, so a subject's own next call never
- *     finds its previous lease still held); only if none comes is it sent
- *     alone, with every other release then waiting for that shard. A busy
- *     isolate makes one request per call, not two; a slot is freed at most
- *     CARRY_RELEASE_MS later than its call ended (its own next call excepted).
+ *     The same, with the releases that rode along (src/limits/carry.ts: a
+ *     release waits for the next acquire to its shard from this isolate, or
+ *     goes alone after CARRY_RELEASE_MS); the releases are applied first.
  *
  * Exactness: a subject has exactly one owner; a Durable Object runs one
  * request at a time and the handlers do no I/O between reading and writing
@@ -57,16 +52,10 @@ import { DurableObject } from 'cloudflare:workers'
 import type { AcquireRequest, AcquireResult, ConcurrencyRule, Limiter } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
 import { shardOf } from '../shard.ts'
+import { carrying, laneOf, releaseByCarry, type Release } from './carry.ts'
 
 /** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
 export const PERSIST_AFTER_MS = 1000
-
-/** One lease to release: what `release` was given. */
-export interface Release {
-  readonly key: string
-  readonly concurrency: readonly ConcurrencyRule[]
-  readonly leaseId: string
-}
 
 /** A lease row to write (`expires`), or to delete (`null`). */
 type LeaseChange = { readonly subject: string; readonly rule: string; readonly id: string; readonly expires: number | null; readonly fresh: boolean }
@@ -285,32 +274,6 @@ export interface EmbeddedOptions {
   shards: number
 }
 
-/** How long a release waits to ride on a later acquire to its shard before it is sent alone. */
-export const CARRY_RELEASE_MS = 25
-/** How often the release's owner looks whether a carrier has delivered it. */
-const CARRY_POLL_MS = 5
-
-/**
- * A release waiting to be carried. Plain state, read by its owner's own
- * timer: no promise crosses from the carrying request to the owner's.
- */
-interface Queued extends Release {
-  state: 'queued' | 'carrying' | 'done' | 'failed'
-}
-
-/** Per isolate: the releases waiting for each shard, per namespace. */
-const waiting = new WeakMap<object, Map<number, Queued[]>>()
-
-function queueOf(ns: object, shard: number): Queued[] {
-  let shards = waiting.get(ns)
-  if (shards === undefined) waiting.set(ns, (shards = new Map()))
-  let queue = shards.get(shard)
-  if (queue === undefined) shards.set(shard, (queue = []))
-  return queue
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
 /** The Limiter over the LIMITER namespace: a subject's shard object, one RPC per call, each bounded by `timeoutMs`. */
 export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts: EmbeddedOptions): Limiter {
   if (!(opts.timeoutMs > 0)) throw new Error('embeddedLimiter: "timeoutMs" must be positive')
@@ -326,48 +289,23 @@ export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts:
     if (error instanceof LimitStoreError) throw error
     throw new LimitStoreError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`)
   }
-  /** Takes every queued release of `shard` for one RPC; marks them done or failed with it. */
-  const carry = async <T>(shard: number, send: (releases: Release[]) => Promise<T>): Promise<T> => {
-    const queue = queueOf(ns, shard)
-    const taken = queue.splice(0)
-    for (const q of taken) q.state = 'carrying'
-    const plain = taken.map(({ key, concurrency, leaseId }) => ({ key, concurrency, leaseId }))
-    try {
-      const result = await send(plain)
-      for (const q of taken) q.state = 'done'
-      return result
-    } catch (error) {
-      for (const q of taken) q.state = 'failed'
-      throw error
-    }
-  }
   return {
     async acquire(req) {
       const shard = shardOf(req.key, opts.shards)
       try {
-        return await carry(shard, (releases) => withStoreTimeout(Promise.resolve().then(() => stub(shard).acquire(req, releases)), opts.timeoutMs, 'limiter object'))
+        return await carrying(laneOf(ns, shardName(shard)), (releases) =>
+          withStoreTimeout(Promise.resolve().then(() => stub(shard).acquire(req, releases)), opts.timeoutMs, 'limiter object'),
+        )
       } catch (error) {
         return fail('limiter object')(error)
       }
     },
     async release(key, concurrency, leaseId) {
       const shard = shardOf(key, opts.shards)
-      const mine: Queued = { key, concurrency, leaseId, state: 'queued' }
-      queueOf(ns, shard).push(mine)
-      await sleep(CARRY_RELEASE_MS)
-      const deadline = Date.now() + opts.timeoutMs
-      while (mine.state === 'carrying' && Date.now() < deadline) await sleep(CARRY_POLL_MS)
-      if (mine.state === 'done') return
-      if (mine.state === 'failed' || mine.state === 'carrying') {
-        // its carrier failed (or never answered): send it alone
-        const queue = queueOf(ns, shard)
-        const at = queue.indexOf(mine)
-        if (at >= 0) queue.splice(at, 1)
-        mine.state = 'queued'
-        queue.unshift(mine)
-      }
       try {
-        await carry(shard, (releases) => withStoreTimeout(Promise.resolve().then(() => stub(shard).releaseMany(releases)), opts.timeoutMs, 'limiter release'))
+        await releaseByCarry(laneOf(ns, shardName(shard)), { key, concurrency, leaseId }, opts.timeoutMs, (releases) =>
+          withStoreTimeout(Promise.resolve().then(() => stub(shard).releaseMany(releases)), opts.timeoutMs, 'limiter release'),
+        )
       } catch (error) {
         fail('limiter release')(error)
       }

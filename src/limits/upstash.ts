@@ -23,7 +23,11 @@
  * answer, in waitUntil: a lease taken while a rate said no is released, and
  * rate windows that counted a call refused elsewhere are refunded (rate -1).
  * Until then the call counts, which errs toward refusing, never toward
- * letting more through. Releases also go in waitUntil (by the middleware).
+ * letting more through. The release of an allowed call rides on the next
+ * acquire of this isolate (src/limits/carry.ts): its ZREMs go in that
+ * acquire's pipeline, ahead of its scripts, or alone after CARRY_RELEASE_MS.
+ * So an allowed call costs one POST on the request path and, under load,
+ * nothing after it.
  *
  * Failure: every HTTP call has its own AbortSignal.timeout and no retries;
  * the library's own timeout, which would report success ("fail open"), is
@@ -34,6 +38,7 @@ import { Ratelimit } from '@upstash/ratelimit'
 import { Redis } from '@upstash/redis/cloudflare'
 import type { AcquireResult, ConcurrencyRule, Limiter, RateRule } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
+import { carrying, laneOf, releaseByCarry, type Release } from './carry.ts'
 
 const PREFIX = 'bastion'
 
@@ -91,6 +96,19 @@ interface Store {
 
 /** Module scope: the ephemeral cache shared by every Ratelimit of the isolate (identifier → blocked until, ms). */
 const ephemeral = new Map<string, number>()
+
+/** The isolate's release lanes, one per Upstash database (by URL). */
+const databases = new Map<string, object>()
+function databaseOf(url: string): object {
+  let owner = databases.get(url)
+  if (owner === undefined) databases.set(url, (owner = {}))
+  return owner
+}
+
+/** The ZREMs of `releases`, issued now (in the caller's pipeline tick). */
+function removeLeases(redis: Redis, releases: readonly Release[]): Promise<unknown> {
+  return Promise.all(releases.flatMap((r) => r.concurrency.map((rule) => redis.zrem(leaseKey(r.key, rule), r.leaseId))))
+}
 
 /**
  * One auto-pipelining client per request. Not at module scope: an
@@ -153,6 +171,7 @@ export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions):
   if (!(opts.timeoutMs > 0)) throw new Error('upstashLimiter: "timeoutMs" must be positive')
   const store = storeFor(settings, opts.timeoutMs)
   const { redis } = store
+  const lane = laneOf(databaseOf(settings.UPSTASH_REDIS_REST_URL), 'leases')
 
   return {
     async acquire(req): Promise<AcquireResult> {
@@ -166,12 +185,21 @@ export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions):
           return { ok: false, rule: rule.name, kind: 'rate', limit: rule.limit, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) }
         }
       }
-      // Everything below is issued in this tick: one auto-pipelined POST.
-      const rateCalls = rates.map(({ limiter }) => limiter.limit(req.key))
+      // Everything below is issued in this tick: one auto-pipelined POST,
+      // led by the releases waiting to ride along.
       const keys = req.concurrency.map((rule) => leaseKey(req.key, rule))
       const args: (string | number)[] = [req.leaseId, ...req.concurrency.flatMap((rule) => [rule.max, rule.ttlMs])]
-      const leaseCall = keys.length === 0 ? Promise.resolve([0]) : evalLease(redis, sha, keys, args)
-      const settled = await withStoreTimeout(Promise.allSettled([Promise.all(rateCalls), leaseCall]), opts.timeoutMs, 'upstash').catch((error: unknown) => {
+      const settled = await carrying(
+        lane,
+        async (releases) => {
+          const released = removeLeases(redis, releases)
+          const rateCalls = rates.map(({ limiter }) => limiter.limit(req.key))
+          const leaseCall = keys.length === 0 ? Promise.resolve([0]) : evalLease(redis, sha, keys, args)
+          return withStoreTimeout(Promise.allSettled([Promise.all(rateCalls), leaseCall, released]), opts.timeoutMs, 'upstash')
+        },
+        // the carried releases reached Redis, or their owners send them again
+        (outcome) => outcome[2].status === 'fulfilled',
+      ).catch((error: unknown) => {
         throw storeError(error)
       })
       const [rateOutcome, leaseOutcome] = settled
@@ -218,7 +246,7 @@ export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions):
     async release(key, concurrency, leaseId) {
       if (concurrency.length === 0) return
       try {
-        await withStoreTimeout(Promise.all(concurrency.map((rule) => redis.zrem(leaseKey(key, rule), leaseId))), opts.timeoutMs, 'upstash release')
+        await releaseByCarry(lane, { key, concurrency, leaseId }, opts.timeoutMs, (releases) => withStoreTimeout(removeLeases(redis, releases), opts.timeoutMs, 'upstash release'))
       } catch (error) {
         throw storeError(error)
       }

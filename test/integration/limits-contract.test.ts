@@ -13,7 +13,8 @@ import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, wait
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import worker from '../../src/index.ts'
 import { DEFAULT_LIMIT_SHARDS } from '../../src/config.ts'
-import { CARRY_RELEASE_MS, embeddedLimiter, LimiterObject, PERSIST_AFTER_MS, shardName } from '../../src/limits/embedded.ts'
+import { CARRY_RELEASE_MS } from '../../src/limits/carry.ts'
+import { embeddedLimiter, LimiterObject, PERSIST_AFTER_MS, shardName } from '../../src/limits/embedded.ts'
 import { LimitStoreError, type AcquireRequest, type AcquireResult, type Limiter } from '../../src/limits/limiter.ts'
 import { upstashLimiter } from '../../src/limits/upstash.ts'
 import { shardOf } from '../../src/shard.ts'
@@ -249,6 +250,25 @@ describe.skipIf(upstash === undefined)('Upstash backend: one round trip', () => 
     if (!result.ok) return
     await limiter.release(unique('hot'), concurrency, 'h')
     expect(total(await stats()) - total(after)).toBe(1)
+  })
+
+  it('sends an allowed call\'s release in the next acquire\'s request: two calls, two HTTP requests, the slot freed', async () => {
+    const label = unique('carry')
+    const limiter = onUpstash(upstash!, label)
+    const rates = [{ name: 'tools_call', limit: 60, windowMs: 60_000 }]
+    const concurrency = [{ name: 'concurrent', max: 1, ttlMs: 35_000 }]
+    const stats = async () => (await (await fetch(`${upstash!.url}/__stats/${label}`)).json()) as Record<string, number>
+    const total = (s: Record<string, number>) => Object.values(s).reduce((a, b) => a + b, 0)
+    expect((await limiter.acquire({ key: unique('warm'), rates, concurrency, leaseId: 'w' })).ok).toBe(true)
+    await limiter.release(unique('warm'), concurrency, 'w')
+    const [a, b] = [unique('carry-a'), unique('carry-b')]
+    const before = await stats()
+    expect((await limiter.acquire({ key: a, rates, concurrency, leaseId: 'a1' })).ok).toBe(true)
+    const released = limiter.release(a, concurrency, 'a1')
+    expect((await limiter.acquire({ key: b, rates, concurrency, leaseId: 'b1' })).ok).toBe(true)
+    await released
+    expect(total(await stats()) - total(before)).toBe(2)
+    expect((await limiter.acquire({ key: a, rates, concurrency, leaseId: 'a2' })).ok).toBe(true)
   })
 
   it('refunds the rate a call used when a lease refused it, after the answer', async () => {
