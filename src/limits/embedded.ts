@@ -52,7 +52,8 @@ import { DurableObject } from 'cloudflare:workers'
 import type { AcquireRequest, AcquireResult, ConcurrencyRule, Limiter } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
 import { shardOf } from '../shard.ts'
-import { carrying, laneOf, releaseByCarry, type Release } from './carry.ts'
+import { laneOf, sendWaiting } from '../lane.ts'
+import { releaseByCarry, type Release } from './carry.ts'
 
 /** Longest an accepted change waits in memory before it is written: the most a crash or a deploy can forget. */
 export const PERSIST_AFTER_MS = 1000
@@ -293,7 +294,7 @@ export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts:
     async acquire(req) {
       const shard = shardOf(req.key, opts.shards)
       try {
-        return await carrying(laneOf(ns, shardName(shard)), (releases) =>
+        return await sendWaiting(laneOf<Release>(ns, shardName(shard)), (releases) =>
           withStoreTimeout(Promise.resolve().then(() => stub(shard).acquire(req, releases)), opts.timeoutMs, 'limiter object'),
         )
       } catch (error) {
@@ -303,7 +304,7 @@ export function embeddedLimiter(ns: DurableObjectNamespace<LimiterObject>, opts:
     async release(key, concurrency, leaseId) {
       const shard = shardOf(key, opts.shards)
       try {
-        await releaseByCarry(laneOf(ns, shardName(shard)), { key, concurrency, leaseId }, opts.timeoutMs, (releases) =>
+        await releaseByCarry(laneOf<Release>(ns, shardName(shard)), { key, concurrency, leaseId }, opts.timeoutMs, (releases) =>
           withStoreTimeout(Promise.resolve().then(() => stub(shard).releaseMany(releases)), opts.timeoutMs, 'limiter release'),
         )
       } catch (error) {

@@ -38,7 +38,8 @@ import { Ratelimit } from '@upstash/ratelimit'
 import { Redis } from '@upstash/redis/cloudflare'
 import type { AcquireResult, ConcurrencyRule, Limiter, RateRule } from './limiter.ts'
 import { LimitStoreError, withStoreTimeout } from './limiter.ts'
-import { carrying, laneOf, releaseByCarry, type Release } from './carry.ts'
+import { laneOf, sendWaiting } from '../lane.ts'
+import { releaseByCarry, type Release } from './carry.ts'
 
 const PREFIX = 'bastion'
 
@@ -171,7 +172,7 @@ export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions):
   if (!(opts.timeoutMs > 0)) throw new Error('upstashLimiter: "timeoutMs" must be positive')
   const store = storeFor(settings, opts.timeoutMs)
   const { redis } = store
-  const lane = laneOf(databaseOf(settings.UPSTASH_REDIS_REST_URL), 'leases')
+  const lane = laneOf<Release>(databaseOf(settings.UPSTASH_REDIS_REST_URL), 'leases')
 
   return {
     async acquire(req): Promise<AcquireResult> {
@@ -189,7 +190,7 @@ export function upstashLimiter(settings: UpstashSettings, opts: UpstashOptions):
       // led by the releases waiting to ride along.
       const keys = req.concurrency.map((rule) => leaseKey(req.key, rule))
       const args: (string | number)[] = [req.leaseId, ...req.concurrency.flatMap((rule) => [rule.max, rule.ttlMs])]
-      const settled = await carrying(
+      const settled = await sendWaiting(
         lane,
         async (releases) => {
           const released = removeLeases(redis, releases)
