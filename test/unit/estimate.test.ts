@@ -82,6 +82,10 @@ const MEASURED: [string, number, number, number][] = [
   ['ISO timestamps', 1351, 801, 801],
 ]
 
+/** The price of soundness: how far above the real count the bound may be on these fixtures. */
+const MAX_RATIO = 5 // non-Latin scripts are charged by UTF-8 bytes: 2-5x their real count
+const MAX_RATIO_JSON = 2.5
+
 const BUSINESS_JSON = new Set(['customer JSON', '20 orders JSON', '8 orders pretty JSON', 'SQL rows JSON'])
 
 describe('estimateTokens', () => {
@@ -95,12 +99,11 @@ describe('estimateTokens', () => {
     for (const [name, chars] of MEASURED) expect(FIXTURE_TEXT[name]!.length, name).toBe(chars)
   })
 
-  it.each(MEASURED)('%s: at most a tenth below the real count, at most 2x above it', (name, _chars, o200k, cl100k) => {
+  it.each(MEASURED)('%s: never more than a tenth below the real count, and within its ceiling above it', (name, _chars, o200k, cl100k) => {
     const reference = Math.max(o200k, cl100k)
     const estimate = estimateTokens(FIXTURE_TEXT[name]!)
-    expect(estimate).toBeGreaterThanOrEqual(Math.floor(0.9 * reference))
-    expect(estimate).toBeLessThanOrEqual(2 * reference)
-    if (BUSINESS_JSON.has(name)) expect(estimate).toBeLessThanOrEqual(1.25 * reference)
+    expect(estimate).toBeGreaterThanOrEqual(0.9 * reference)
+    expect(estimate).toBeLessThanOrEqual((BUSINESS_JSON.has(name) ? MAX_RATIO_JSON : MAX_RATIO) * reference)
   })
 
   it('counts what bytes/4 misses: random data, digits and timestamps', () => {
@@ -155,9 +158,9 @@ describe('estimateTokens', () => {
   })
 
   it('does not split surrogate pairs into two charges or choke on lone surrogates', () => {
-    // a pair is one astral character (3.15), not two lone surrogates (3.15 + 3)
-    expect(estimateTokens('😀'.repeat(100))).toBe(315)
-    expect(estimateTokens('\ude00'.repeat(100) + '\ud83d'.repeat(100))).toBe(615) // 200 lone surrogates (low before high): charged one by one, 3 + 3.15
+    // a pair is one astral character (its 4 UTF-8 bytes), not two lone surrogates (3 + 3: each encodes as U+FFFD)
+    expect(estimateTokens('😀'.repeat(100))).toBe(400)
+    expect(estimateTokens('\ude00'.repeat(100) + '\ud83d'.repeat(100))).toBe(600) // 200 lone surrogates (low before high): charged one by one
     expect(estimateTokens('\ud83d \ude00')).toBeGreaterThan(estimateTokens('\ud83d\ude00')) // a space between breaks the pair
     expect(estimateTokens('\ud83d')).toBeGreaterThanOrEqual(1)
     expect(estimateTokens('\ude00x')).toBeGreaterThanOrEqual(1)
