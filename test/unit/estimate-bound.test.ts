@@ -11,6 +11,7 @@ import { countTokens as o200k } from 'gpt-tokenizer/encoding/o200k_base'
 import { describe, expect, it } from 'vitest'
 import { prng } from '../../scripts/demo-data.ts'
 import { estimateTokens } from '../../src/limits/estimate.ts'
+import { LISTED_MARKS, LISTED_WORDS } from '../../src/limits/estimate-words.ts'
 
 const LOWER = 'abcdefghijklmnopqrstuvwxyz'
 const UPPER = LOWER.toUpperCase()
@@ -49,6 +50,29 @@ const words: Gen = (rand, length) => {
   return s
 }
 
+const WORDS = [...LISTED_WORDS]
+const MARKS = [...LISTED_MARKS]
+const listedWord = (rand: () => number): string => {
+  const w = WORDS[Math.floor(rand() * WORDS.length)]!
+  const r = rand()
+  return r < 0.5 ? w : r < 0.8 ? w[0]!.toUpperCase() + w.slice(1) : w.toUpperCase()
+}
+/** Listed words (any case) with random separators: none (camelCase), space, marks, listed marks, breaks. */
+const listedWords = (separator: Gen): Gen => (rand, length) => {
+  let s = ''
+  while (s.length < length) s += listedWord(rand) + separator(rand, 1)
+  return s
+}
+const separators: Gen = (rand) => {
+  const r = rand()
+  if (r < 0.25) return ''
+  if (r < 0.5) return ' '
+  if (r < 0.7) return pick(rand, PUNCT)
+  if (r < 0.85) return MARKS[Math.floor(rand() * MARKS.length)]!
+  if (r < 0.95) return pick(rand, ' \n\t') + pick(rand, PUNCT)
+  return '\n'
+}
+
 const ascii = {
   'random lower-case letters': chars(LOWER),
   'random upper-case letters': chars(UPPER),
@@ -63,6 +87,8 @@ const ascii = {
   'alternating letters and marks ("a.b,c;d")': alternate(LOWER, PUNCT),
   'alternating characters and spaces': alternate(LOWER + UPPER + DIGITS + PUNCT, ' '),
   'random pseudo-words': words,
+  'listed words with random separators': listedWords(separators),
+  'listed mark sequences and marks': mix((rand) => MARKS[Math.floor(rand() * MARKS.length)]!, chars(PUNCT), (rand) => listedWord(rand)),
   'random mixes of ASCII classes': mix(chars(LOWER), chars(UPPER), chars(DIGITS), chars(PUNCT), chars(JSON_MARKS), chars(' \t\n\r'), chars(' ')),
 } satisfies Record<string, Gen>
 
@@ -88,6 +114,7 @@ const nonAscii = {
 
 const mixed = {
   'non-ASCII mixed with ASCII letters, marks and spaces': mix(chars(LOWER + UPPER), chars(PUNCT), chars(' '), chars(' \n'), codePoints(0x80, 0x800), codePoints(0x2000, 0x2e80), codePoints(0x400, 0x530), codePoints(0x4e00, 0xa000), codePoints(0x1f300, 0x1fa00)),
+  'listed words next to non-ASCII characters': listedWords((rand) => (rand() < 0.5 ? codePoints(0x80, 0x3000)(rand, 1) : separators(rand, 1))),
   'braille inside JSON strings': (rand, length) => JSON.stringify({ note: codePoints(0x2800, 0x2900)(rand, length), id: chars(LOWER + DIGITS)(rand, 8) }),
 } satisfies Record<string, Gen>
 
@@ -108,6 +135,18 @@ function check(name: string, gen: Gen, seed: number): void {
     }
   }
 }
+
+describe('the word and mark lists estimateTokens charges one token each', () => {
+  it('holds only words that are one token in o200k and cl100k as "w", " w", "W" and " W"', () => {
+    for (const w of LISTED_WORDS) {
+      const capital = w[0]!.toUpperCase() + w.slice(1)
+      for (const form of [w, ` ${w}`, capital, ` ${capital}`]) expect([o200k(form), cl100k(form)], JSON.stringify(form)).toEqual([1, 1])
+    }
+  })
+  it('holds only mark sequences that are one token in o200k and cl100k, bare and after a space', () => {
+    for (const m of LISTED_MARKS) for (const form of [m, ` ${m}`]) expect([o200k(form), cl100k(form)], JSON.stringify(form)).toEqual([1, 1])
+  })
+})
 
 describe('estimateTokens is an upper bound (within 10 %) of o200k_base and cl100k_base', () => {
   properties.forEach(([name, gen], k) => {
