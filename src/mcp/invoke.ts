@@ -112,13 +112,13 @@ export async function invokeTool(
     const output = (await abortable(tool.run(args as never, ctx), signal, settings.timeoutMs)) as Record<string, unknown>
     const limit = settings.outputTokens
     // the JSON goes out twice (text and structuredContent): each copy gets half the cap
-    const whole = capStructured(output, Math.floor(limit / 2))
-    if (!whole.truncated) {
+    const half = capStructured(output, Math.floor(limit / 2))
+    if (!half.truncated) {
       const json = JSON.stringify(output)
       record({ outcome: 'ok', errorCode: undefined, outputJson: json })
       return { content: [{ type: 'text', text: json }], structuredContent: output }
     }
-    const { value, json, text, report } = fitWhole(tool, output, args, limit, whole)
+    const { value, json, text, report } = fitWhole(tool, output, args, limit, half)
     record({ outcome: 'ok', errorCode: undefined, outputJson: json })
     return {
       content: [{ type: 'text', text }],
