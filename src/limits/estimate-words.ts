@@ -6,84 +6,84 @@
 export const LISTED_WORDS: ReadonlySet<string> = new Set(
   `abort about above abs absolute accept accepted access act ad ada add addr address addresses adds admin
 advanced after again against age agent agents aggregate ahead ai alan alarm alert alg algorithm alias alive
-all allen allocate allocation allow allowed allows along already also alter although always an analysis
-analytics anchor and annual anonymous another answer answers any anything api app append application apply are
-area arg args argument arguments around arr array arrays as asc ask assigned async at ath atomic attach
-attached attack attempt au aud audit auth authenticate authentication author authority authorization
-authorized auto avg await away back backend backup bad base based basic batch be because been before begin
-being below best better between big binary bind binding bit blob block blocks body bomb boolean both bottom
-bound boundary bounds box branch bring broken browser budget buffer build building built bundle business busy
-but by byte bytes cache cached call called caller calling calls can cancel candidate cannot cap caps card case
-cast categories category cell chain chair challenge change changed changes changing char character characters
-cheap check checked checks child choice chunk cities cl claim claims class classes classic clean cleanup clear
-cli client clients clock closed code codes col column columns com come command commands comments commit common
-compact company comparison compile complex composition compound conditions config configuration confirm
-connect connection connections console const constant constraint constructor contact contains content contents
-context contract control controls cookie cookies copy core corp cors cos cost could count counter counts cover
-cr create created credential credentials critical cross crypto current cursor customer customers cut cycle
-dash data database date datum day days db debug decimal decision deep default define defined defines
-definition definitions degrees del delete deleted delivery demo dependency deploy deployment depth desc
-describe description design desk destroy detail details dev dictionary did different digest digit direction
-disk dist do dock docs document documents does domain done door dot double down dr draft drawing drop due
-duplicate duration during each early ec echo ed edited editing effect effective either element else email
-embedded emoji empty en enabled encode encoding end ending endpoint engine english enterprise entities entity
-entries entry env environment epoch err error errors es escape estimated eval even event ever every everything
-exact example except exchange exec execute execution exist exists exp expected explicit export expr expression
-extension extra extract factory fail failed failure false family far fast fault fax feed fetch few field
-fields file files fill filter filters final find finish finished first fit fix fixed flag flat flight floor
-flush fold follow following footer for force forge forget form format formats forms forward found fragment
-frame framework free fresh friends from full func function functions future gap gate generate generated
-generator generic get gets gift give given global globals go gold good got grammar grant greater group groups
-grow gu guard guess ha had half hand handler handling hands hardware has hash have having head header headers
-heavy helpers here hex hi high higher hits hold holder home host hot how http hung id ide identifier identity
-idle if ignore import in included including index indexed inf info init initialize inner input inputs insert
-inside instance instead instruction instructions int integer integration interface internal interrupt into
-invalid invoke io ip is iso iss issue it item items its java john join joined js json just jwt keep keeping
-ken key keyboard keys keyword ki kid kids kill kind know known label labels languages large last late later
-latest layer layers layout lead leading least leave lee left length less let lets letter letters level levels
-lib library license like limit limited limits line linear lines links list listen lists lit lite literal live
-ln lo load loaded loading loads local location log logged logger logging logs long look looks lookup lost low
-lower lua machine made mail main make makes managed manual many map maps mark marker marks mat match matches
-matching math max maximum may mb mc md mean means media member members memory message messages meta metadata
-method methods mi middleware migration min mini minimal minimum minute minutes mirror missing mixed mobile mod
-mode model models modern modified modify module money monitor more most mouse move moves ms much multi
-multiple multiply must mutation na name named names namespace native nd near need needed needs negative nested
-network never new next no node non none nor normal normalize normally not note notes nothing notice
-notification notifications now nr null nullable number numbers object objects oct of off offers office offline
-offset ok old on once one only op open operation operators ops option optional options or ord order orders
-origin original other others otherwise our out outer output outside over overflow own owner pack package pad
-page pages paid pair parallel param parameter parameters params parse parser part partition parts pass passed
+all allen allocate allow allowed allows along already also alter although always among an analysis analytics
+anchor and annual anonymous another answer answers any anything api app append application apply are area arg
+args argument arguments around arr array arrays as asc ask assigned async at ath atomic attach attached attack
+attempt au aud audit auth authenticate authentication author authority authorization authorized auto avg await
+away back backend backup bad base based basic batch be because been before begin being below best better
+between big binary bind binding bit blob block blocks body bomb boolean both bottom bound boundary bounds box
+branch break bring broken browser budget buffer build building built bundle business busy but by byte bytes
+cache cached call called caller calling calls can cancel candidate cannot cap capital caps card case cast
+categories category cell chain chair challenge change changed changes changing char character characters check
+checked checks child choice chunk cities cl claim claims class classes classic clean cleanup clear cli client
+clients clock closed code codes col column columns com come command commands comments commit common compact
+company comparison compile complex composition compound conditions config configuration confirm connect
+connection connections console const constant constraint constructor contact contains content contents context
+contract control controls cookie cookies copy core corp cors cos cost could count counter counts cover cr
+create created credential credentials critical cross crypto current cursor customer customers cut cycle dash
+data database date datum day days db debug decimal decision deep default define defined defines definition
+definitions degrees del delete deleted delivery demo dependency deploy deployment depth desc describe
+description design desk destroy detail details dev dictionary did different digest digit direction disk dist
+do dock docs document documents does domain done door dot double down dr draft drawing drop due duplicate
+duration during each early ec echo ed edited editing effect effective either element else email embedded emoji
+empty en enabled encode encoding end ending endpoint engine english enterprise entities entity entries entry
+env environment epoch err error errors es escape estimated eval even event ever every everything exact example
+except exchange exec execute execution exist exists exp expected explicit export expr expression extension
+extra extract factory fail failed failure false far fast fault fax feed fetch few field fields file files fill
+filter filters final find finish finished first fit fix fixed flag flat flight floor flush fold follow
+following footer for force forge forget form format formats forms forward found fragment frame framework free
+fresh friends from full func function functions future gap gate generate generated generator generic get gets
+gift give given global globals go gold good got grammar grant greater group groups grow gu guard guess ha had
+half hand handler handling hands hardware has hash have having head header headers heavy helpers here hex hi
+high higher hits hold holder home host hot how http hung id ide identifier identity idle if ignore import in
+included including index indexed inf info init initialize inner input inputs insert inside instance instead
+instruction instructions int integer integration interface internal interrupt into invalid invoke io ip is iso
+iss issue it item items its java john join joined js json just jwt keep keeping ken key keyboard keys keyword
+ki kid kids kill kind know known label labels languages large last late later latest latin layer layers layout
+lead leading least leave lee left length less let lets letter letters level levels lib library license like
+limit limited limits line linear lines links list listen lists lit lite literal live ln lo load loaded loading
+loads local location log logged logger logging logs long look looks lookup lost low lower lua machine made
+mail main make makes managed manual many map maps mark marker marks mat match matches matching math max
+maximum may mb mc md mean means media member members memory message messages meta metadata method methods mi
+middleware migration min mini minimal minimum minute minutes mirror missing mixed mobile mod mode model models
+modern modified modify module money monitor more most mouse move moves ms much multi multiple multiply must
+mutation na name named names namespace native natural nd near need needed needs negative nested network never
+new next no node non none nor normal normalize normally not note notes nothing notice notification
+notifications now nr null nullable number numbers object objects oct of off offers office offline offset ok
+old on once one only op open operation operators ops option optional options or ord order orders origin
+original other others otherwise our out outer output outside over overflow own owner pack package pad page
+pages paid pair parallel param parameter parameters params parse parser part partition parts pass passed
 password past patch path pattern patterns pay payload pending per percent period permission persist persistent
 person personal phase phone phones pi pick pin pipeline place places plain plan plane plus po point points
 policy pool port position positive possible post postal posted posts pow power pre prefix prepare present
 pretty prev previous price prices primary principal print printer priority priv private pro probe problem
-product production products program progress project promise proof property protected protocol providers proxy
-ps public pure push put qi qualified quantity queries query quote quotes raise raised rand random range rank
-rate rates rather ratio raw re reach read reading real really reason received receiver record records
-recursive redirect redis ref reference references refresh regex register registered reject release released
-remote remove removed repeat replace replacement reply report reports represent req request requests require
-required requires resolve resource resources response responses rest restart restore restricted result results
-resume retrieve retry return returned returns right role roles room root rotation round router row rows rpc rs
-rule rules run running runs runtime safe same say scalar scan scheduled schema scheme scope script scripts
-search seat second seconds secret security see seed seen segment select selection self sell send sender sent
-sep separator seq serialization serialized serializer series serve server servers session sessions set sets
-setting settings setup sha shadow shape share shared shares sharing shipping short should show shows side sign
-signal signature signed sin since single site size sizes skip sleep slice slot slots small snake so socket
-software some someone something sort sorted sources space spaces span spec speed split spread sql src st stack
-staff stand standard start started starting startup state statement status stay step steps stick still stock
-stop storage store stored stores storm strategy stream street strict string strings stripe structure stub
-style sub subject success successful such suite sum summary support supported surface switch symbol symbols
-sync syntax systems tab table tables tail take taken tan team teams tel telephone tell temp ten term terms
-test tests text th than that the their them then there these they thing third this those three threshold
-through throw throws thus tick ticket tickets tier tim time timeout times timestamp title to today token
-tokens too tool tools top total touch tracks transaction transition translate transport travel tree trees
-trigger trim trip true try ts turn two typ type typed types ui undefined under unexpected unicode union unique
-unit units unix unknown unless unsafe unsupported until up update updated upper uri url us use used user uses
-using utf valid validate validators value values var variables vault verification verified verify version very
-via view virtual visible visitor void volume vs wait waiting walk wall warn warning was way we web well were
-what whatever when where whether which while who whole why width will window windows wins wire with within
-without word words work worker workers works would wrap wrapped wrapper write writer writes writing written
-wrong year yet you your zero zip`.split(/\s+/),
+product production products program progress project promise proof protected protocol providers proxy ps
+public pure push put qi qualified quantity queries query quote quotes raise raised rand random range rank rate
+rated rates rather ratio raw re reach read reading real reason received receiver record records recursive
+redirect redis ref reference references refresh regex register registered reject release released remote
+remove removed repeat replace replacement reply report reports represent req request requests require required
+requires resolve resource resources response responses rest restart restore restricted result results resume
+retrieve retry return returned returns right role roles room root rotation round router row rows rpc rs rule
+rules run running runs runtime safe same say scalar scan scheduled schema scheme scope script scripts search
+seat second seconds secret security see seed seen segment select selection self sell send sender sent sep
+separator seq sequence serialization serialized serializer series serve server servers session sessions set
+sets setting settings setup sha shadow shape share shared shares sharing shipping short should show shows side
+sign signal signature signed sin since single site size sizes skip sleep slice slot slots small snake so
+socket software some someone something sort sorted sources space spaces span spec speed split spread sql src
+st stack staff stand standard start started starting startup state statement status stay step steps stick
+still stock stop storage store stored stores storm strategy stream street strict string strings stripe
+structure stub style sub subject success successful such suite sum summary support supported surface switch
+symbol symbols sync syntax systems tab table tables tabs tail take taken tan team teams tel telephone tell
+temp ten term terms test tests text th than that the their them then there these they thing third this those
+three threshold through throw throws thus tick ticket tickets tier tim time timeout times timestamp title to
+today token tokens too tool tools top total touch tracks transaction transition translate transport travel
+tree trees trigger trim trip true try ts turn two typ type typed types ui undefined under unexpected unicode
+union unique unit units unix unknown unless unsafe unsupported until up update updated upper uri url us use
+used user uses using usually utf valid validate validators value values var variables vault verification
+verified verify version very via view virtual visible visitor void volume vs wait waiting walk wall warn
+warning was way we web well were what whatever when where whether which while who whole why width will window
+windows wins wire with within without word words work worker workers works would wrap wrapped wrapper write
+writer writes writing written wrong year yet you your zero zip`.split(/\s+/),
 )
 
 export const LISTED_MARKS: ReadonlySet<string> = new Set(["\":\"","\",\"","{\"","\"}","\"]","\":",",\"","}]","{}","[]","...","();","()","\");","\",","(\"","\")","->","=>","==","===","!=","!==","&&","||","**","--","//","/*","*/","<=",">=","::","),",");","});","})",":\""])
