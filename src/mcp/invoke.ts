@@ -5,14 +5,17 @@
 //   time limit reached  → isError "timed out after Ns"; the work is aborted
 //   anything else       → isError "internal error (request <id>)"; detail logged
 // Token budgets (estimated tokens, src/limits/estimate.ts): arguments over the
-// policy's budget are refused before the tool runs; output over the tool's
-// cap is cut to fit (rows dropped, long strings shortened), with a visible
-// marker in the text and `_meta["io.bastion/truncation"]` describing the cut.
+// policy's budget are refused before the tool runs. The output cap bounds the
+// whole result as sent — the JSON text content, the structuredContent copy of
+// it and the truncation marker together: a result over it is cut to fit (rows
+// dropped, long strings shortened), with a visible marker in the text and
+// `_meta["io.bastion/truncation"]` describing the cut (returnedTokens: the
+// whole result as sent; limitTokens: the cap).
 // It hands the outcome to the request's audited call.
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
-import { capStructured, truncationMarker } from '../limits/cap-output.ts'
+import { capStructured, truncationMarker, type CapResult } from '../limits/cap-output.ts'
 import { estimateTokens } from '../limits/estimate.ts'
 import { ToolError, type ToolDefinition } from '../tools/define.ts'
 import type { ToolReport } from '../audit/audited-call.ts'
@@ -36,6 +39,41 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal, timeoutMs: number):
       },
     )
   })
+}
+
+/** Estimated tokens of a truncation marker with the largest numbers it can hold. */
+const MARKER_RESERVE = estimateTokens(
+  `\n${truncationMarker({ value: null, truncated: true, originalTokens: 999_999_999, returnedTokens: 0, droppedItems: 999_999_999, totalItems: 999_999_999, shortenedStrings: 999_999_999 }, 999_999_999)}`,
+)
+
+/**
+ * Cuts `output` so that the whole result as sent — `text` (the JSON and the
+ * marker) plus the JSON of `value` (the structuredContent) — is within
+ * `limit` estimated tokens, when any shape of it fits; `report` describes the
+ * cut in terms of that whole result. `half` is the cut to half the cap (for the original size).
+ */
+function fitWhole(tool: ToolDefinition, output: Record<string, unknown>, args: unknown, limit: number, half: CapResult<Record<string, unknown>>) {
+  const originalTokens = 2 * half.originalTokens
+  let budget = Math.floor((limit - MARKER_RESERVE) / 2)
+  for (let attempt = 0; ; attempt++) {
+    const capped = capStructured(output, Math.max(0, budget))
+    const value = capped.droppedItems > 0 && tool.resumeAfterCap ? tool.resumeAfterCap(capped.value as never, output as never, args as never) : capped.value
+    const json = JSON.stringify(value)
+    const jsonTokens = estimateTokens(json)
+    const whole = (returnedTokens: number) => {
+      const report = { ...capped, originalTokens, returnedTokens }
+      const text = `${json}\n${truncationMarker(report, limit)}`
+      return { text, tokens: estimateTokens(text) + jsonTokens }
+    }
+    const fits = whole(0)
+    if (fits.tokens <= limit) return { value, json, text: fits.text, report: { ...capped, originalTokens, returnedTokens: fits.tokens } }
+    if (budget <= 0 || attempt >= 4) {
+      // no shape fits: the marker says so
+      const over = whole(fits.tokens)
+      return { value, json, text: over.text, report: { ...capped, originalTokens, returnedTokens: over.tokens } }
+    }
+    budget -= Math.ceil((fits.tokens - limit) / 2)
+  }
 }
 
 export async function invokeTool(
@@ -76,21 +114,26 @@ export async function invokeTool(
     // request's concurrency leases wait for them.
     scope.pending?.add(work)
     const output = (await abortable(work, signal, settings.timeoutMs)) as Record<string, unknown>
-    const capped = capStructured(output, settings.outputTokens)
-    const json = JSON.stringify(capped.value)
+    const limit = settings.outputTokens
+    // the JSON goes out twice (text and structuredContent): each copy gets half the cap
+    const half = capStructured(output, Math.floor(limit / 2))
+    if (!half.truncated) {
+      const json = JSON.stringify(output)
+      record({ outcome: 'ok', errorCode: undefined, outputJson: json })
+      return { content: [{ type: 'text', text: json }], structuredContent: output }
+    }
+    const { value, json, text, report } = fitWhole(tool, output, args, limit, half)
     record({ outcome: 'ok', errorCode: undefined, outputJson: json })
-    if (!capped.truncated) return { content: [{ type: 'text', text: json }], structuredContent: output }
-    const marker = truncationMarker(capped, settings.outputTokens)
     return {
-      content: [{ type: 'text', text: `${json}\n${marker}` }],
-      structuredContent: capped.value,
+      content: [{ type: 'text', text }],
+      structuredContent: value,
       _meta: {
         'io.bastion/truncation': {
-          limitTokens: settings.outputTokens,
-          originalTokens: capped.originalTokens,
-          returnedTokens: capped.returnedTokens,
-          droppedItems: capped.droppedItems,
-          shortenedStrings: capped.shortenedStrings,
+          limitTokens: limit,
+          originalTokens: report.originalTokens,
+          returnedTokens: report.returnedTokens,
+          droppedItems: report.droppedItems,
+          shortenedStrings: report.shortenedStrings,
         },
       },
     }

@@ -26,6 +26,13 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   output: O
   annotations: ToolAnnotations
   run(args: z.output<I>, ctx: ToolContext): Promise<z.output<O>>
+  /**
+   * For paginated tools: called when the output cap dropped items from
+   * `capped` (a cut copy of `output`); returns it with its continuation token
+   * pointing right after the last item it still holds, so that no dropped
+   * item is skipped by the next page.
+   */
+  resumeAfterCap?(capped: z.output<O>, output: z.output<O>, args: z.output<I>): z.output<O>
 }
 
 export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(definition: ToolDefinition<I, O>): ToolDefinition<I, O> {

@@ -42,4 +42,12 @@ export const listOrders = defineTool({
     const page = await ctx.data.listOrders({ customerId, status, limit, after })
     return page.next ? { orders: page.orders, nextCursor: encodeCursor(page.next) } : { orders: page.orders }
   },
+  resumeAfterCap(capped, output, { cursor }) {
+    const kept = capped.orders.length
+    if (kept === output.orders.length) return capped
+    const last = output.orders[kept - 1]
+    // nothing kept: resume where this page started ('~' sorts after every ISO timestamp)
+    const next = last ? { createdAt: last.created_at, id: last.id } : cursor !== undefined ? decodeCursor(cursor) : { createdAt: '~', id: '' }
+    return { orders: capped.orders, nextCursor: encodeCursor(next) }
+  },
 })

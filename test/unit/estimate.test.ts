@@ -82,6 +82,12 @@ const MEASURED: [string, number, number, number][] = [
   ['ISO timestamps', 1351, 801, 801],
 ]
 
+/** The price of soundness: how far above the real count the bound may be on these fixtures. */
+const MAX_RATIO = 2
+const MAX_RATIO_JSON = 1.6
+const MAX_RATIO_NON_LATIN = 5 // charged by UTF-8 bytes: 2.5-5x their real count
+const NON_LATIN = new Set(['Chinese text', 'Japanese JSON', 'Russian text', 'Arabic text', 'Hindi text'])
+
 const BUSINESS_JSON = new Set(['customer JSON', '20 orders JSON', '8 orders pretty JSON', 'SQL rows JSON'])
 
 describe('estimateTokens', () => {
@@ -95,12 +101,12 @@ describe('estimateTokens', () => {
     for (const [name, chars] of MEASURED) expect(FIXTURE_TEXT[name]!.length, name).toBe(chars)
   })
 
-  it.each(MEASURED)('%s: at most a tenth below the real count, at most 2x above it', (name, _chars, o200k, cl100k) => {
+  it.each(MEASURED)('%s: never more than a tenth below the real count, and within its ceiling above it', (name, _chars, o200k, cl100k) => {
     const reference = Math.max(o200k, cl100k)
     const estimate = estimateTokens(FIXTURE_TEXT[name]!)
-    expect(estimate).toBeGreaterThanOrEqual(Math.floor(0.9 * reference))
-    expect(estimate).toBeLessThanOrEqual(2 * reference)
-    if (BUSINESS_JSON.has(name)) expect(estimate).toBeLessThanOrEqual(1.25 * reference)
+    expect(estimate).toBeGreaterThanOrEqual(0.9 * reference)
+    const ceiling = BUSINESS_JSON.has(name) ? MAX_RATIO_JSON : NON_LATIN.has(name) ? MAX_RATIO_NON_LATIN : MAX_RATIO
+    expect(estimate).toBeLessThanOrEqual(ceiling * reference)
   })
 
   it('counts what bytes/4 misses: random data, digits and timestamps', () => {
@@ -118,11 +124,12 @@ describe('estimateTokens', () => {
       let previous = 0
       for (let end = 0; end <= text.length; end += Math.max(1, Math.floor(text.length / 37))) {
         const estimate = estimateTokens(text.slice(0, end))
-        // cutting inside a run can cost a token or two either way
-        expect(estimate).toBeGreaterThanOrEqual(previous - 3)
+        // cutting inside a listed word makes it an unlisted one, charged by
+        // its letters: up to ~10 tokens more than the whole word
+        expect(estimate).toBeGreaterThanOrEqual(previous - 12)
         previous = Math.max(previous, estimate)
       }
-      expect(estimateTokens(text)).toBeGreaterThanOrEqual(previous - 3)
+      expect(estimateTokens(text)).toBeGreaterThanOrEqual(previous - 12)
     }
   })
 
@@ -148,16 +155,19 @@ describe('estimateTokens', () => {
   it('follows the pre-tokenizer rules it models', () => {
     expect(estimateTokens('1234567')).toBe(3) // digits go three to a token
     expect(estimateTokens('{"a":1}')).toBe(estimateTokens('{"b":2}'))
-    expect(estimateTokens('customerId')).toBeGreaterThan(estimateTokens('customerid')) // case split
+    expect(estimateTokens('customerId')).toBe(2) // split at the capital: two listed words
+    expect(estimateTokens('customerid')).toBeGreaterThan(5) // an unlisted run pays by the letter
+    expect(estimateTokens('[everything')).toBe(3) // a single mark before a word can split it: "[e|very|thing"
+    expect(estimateTokens('":"')).toBe(1) // a listed mark sequence
     expect(estimateTokens('a'.repeat(5000))).toBeGreaterThan(625) // 8 letters a token at best
     expect(estimateTokens(' '.repeat(5000))).toBeGreaterThanOrEqual(40)
     expect(estimateTokens('{}'.repeat(2500))).toBeGreaterThanOrEqual(0.9 * 2500)
   })
 
   it('does not split surrogate pairs into two charges or choke on lone surrogates', () => {
-    // a pair is one astral character (3.15), not two lone surrogates (3.15 + 3)
-    expect(estimateTokens('😀'.repeat(100))).toBe(315)
-    expect(estimateTokens('\ude00'.repeat(100) + '\ud83d'.repeat(100))).toBe(615) // 200 lone surrogates (low before high): charged one by one, 3 + 3.15
+    // a pair is one astral character (its 4 UTF-8 bytes), not two lone surrogates (3 + 3: each encodes as U+FFFD)
+    expect(estimateTokens('😀'.repeat(100))).toBe(400)
+    expect(estimateTokens('\ude00'.repeat(100) + '\ud83d'.repeat(100))).toBe(600) // 200 lone surrogates (low before high): charged one by one
     expect(estimateTokens('\ud83d \ude00')).toBeGreaterThan(estimateTokens('\ud83d\ude00')) // a space between breaks the pair
     expect(estimateTokens('\ud83d')).toBeGreaterThanOrEqual(1)
     expect(estimateTokens('\ude00x')).toBeGreaterThanOrEqual(1)
