@@ -5,9 +5,9 @@
 // reads its item's state with its own timer: no promise crosses from the
 // sending request to the owner's (workerd ties I/O and promise
 // continuations to the request that made them). An item whose sender failed
-// is sent again by its owner, so nothing is lost; the store must accept an
-// item twice only where the sender's failure can follow its delivery (see the
-// callers).
+// is sent again by its owner (`resend`: for idempotent items, as a failure
+// can follow a delivery), or its owner is told so (then it handles the item
+// as a failed send of its own).
 
 interface Entry<T> {
   readonly item: T
@@ -60,6 +60,13 @@ export interface DeliverOptions {
   pollMs: number
   /** Longest the owner waits for another request's send before sending the item itself. */
   timeoutMs: number
+  /** When the send that took the item failed: send it again (idempotent items), or reject. */
+  onFailure: 'resend' | 'reject'
+}
+
+/** The item's sender failed and the lane was told not to resend it. */
+export class LaneSendFailed extends Error {
+  override readonly name = 'LaneSendFailed'
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -78,6 +85,7 @@ export async function deliver<T>(lane: Lane<T>, item: T, opts: DeliverOptions, s
   while (mine.state === 'queued' && lane.sending > 0 && opts.waitMs === 0 && Date.now() < deadline) await sleep(opts.pollMs)
   while (mine.state === 'sending' && Date.now() < deadline) await sleep(opts.pollMs)
   if (mine.state === 'done') return
+  if (mine.state === 'failed' && opts.onFailure === 'reject') throw new LaneSendFailed('the request that carried this item failed')
   if (mine.state !== 'queued') {
     // its sender failed or never answered: send it again
     const at = lane.entries.indexOf(mine)

@@ -4,11 +4,12 @@
 //
 //   * commit(statements, output): a mutation. The change and its audit row
 //     go to the chain's AuditSequencer in one D1 batch, or neither is applied.
-//   * finish(report): the tool boundary's outcome; the row is appended after
-//     the response (waitUntil), and failures feed the alert throttle.
+//   * finish(report): the tool boundary's outcome; resolves once the row is
+//     durable (the caller awaits it before answering), and failures feed the
+//     alert throttle.
 //   * finishFromHttp(status, error): a call the tool boundary never reported
 //     on (403, 429, 503, arguments or tool name refused by the SDK); the
-//     outcome is read from the HTTP result.
+//     outcome is read from the HTTP result. Resolves likewise.
 //
 // A commit in flight holds the row: a finish arriving meanwhile waits for it
 // and writes only if the change was not applied.
@@ -19,7 +20,7 @@ import type { Logger } from '../log.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome } from './chain.ts'
 import { auditRecord, type CallEnding, type CallFacts } from './record.ts'
-import { alertOn, appendLater, sequencer } from './writer.ts'
+import { alertOn, appendRow, sequencer } from './writer.ts'
 
 type ToolOutcome = 'ok' | 'tool_error' | 'invalid_input' | 'timeout' | 'error'
 
@@ -90,17 +91,17 @@ export class AuditedCall {
     return applied
   }
 
-  /** Records the tool boundary's outcome, unless the call already has its row. */
-  finish(report: ToolReport): void {
-    this.appendOnce({ outcome: report.outcome, httpStatus: TOOL_RESULT_STATUS, errorCode: report.errorCode, outputJson: report.outputJson })
+  /** Records the tool boundary's outcome, unless the call already has its row; resolves once it is written. */
+  finish(report: ToolReport): Promise<void> {
+    return this.appendOnce({ outcome: report.outcome, httpStatus: TOOL_RESULT_STATUS, errorCode: report.errorCode, outputJson: report.outputJson })
   }
 
-  /** Records a call from its HTTP result, unless the call already has its row. */
-  finishFromHttp(status: number, error: Error | undefined): void {
+  /** Records a call from its HTTP result, unless the call already has its row; resolves once it is written. */
+  finishFromHttp(status: number, error: Error | undefined): Promise<void> {
     const ending: CallEnding = { ...outcomeOfStatus(status, error), httpStatus: status, outputJson: undefined }
     const tool = this.deps.facts.toolName
     if (tool !== undefined && !POLICY.tools.has(tool)) ending.errorCode = 'unknown_tool'
-    this.appendOnce(ending)
+    return this.appendOnce(ending)
   }
 
   private async commitNow(statements: SqlStatement[], output: unknown): Promise<boolean> {
@@ -117,18 +118,20 @@ export class AuditedCall {
     throw new Error(`audit: mutation not applied (${result.reason})`)
   }
 
-  private appendOnce(ending: CallEnding): void {
+  private appendOnce(ending: CallEnding): Promise<void> {
     const state = this.state
-    if (state.kind === 'written') return
+    if (state.kind === 'written') return Promise.resolve()
     this.state = { kind: 'written' }
     const { facts, env, chain, log, config } = this.deps
     const pending = state.kind === 'committing' ? state.applied : Promise.resolve(false)
-    this.deps.waitUntil(
-      pending.then(async (applied) => {
-        if (applied) return
-        const record = await auditRecord(facts, ending)
-        await Promise.all([appendLater(env, record, log, chain), ...alertOn(record, config, log)])
-      }),
-    )
+    const written = pending.then(async (applied) => {
+      if (applied) return
+      const record = await auditRecord(facts, ending)
+      // alerts go after the answer; the row before it
+      this.deps.waitUntil(Promise.all(alertOn(record, config, log)))
+      await appendRow(env, record, log, chain)
+    })
+    this.deps.waitUntil(written)
+    return written
   }
 }

@@ -4,6 +4,10 @@
 // whose name is not 'chain-<n>' refuses every call.
 //
 // RPC methods:
+//   appendMany(records: AuditRecord[]): Promise<{ seq: number; hash: string }[]>
+//     append() for several records in one request, in the order given (one
+//     outbox transaction for all of them): how an isolate's rows arrive
+//     (src/audit/writer.ts batches the rows of concurrent calls).
 //   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
 //     Seals the record as head.seq + 1 in arrival order (chain.ts sealRow,
 //     the same canonical form audit:verify checks) and writes the sealed row
@@ -127,20 +131,33 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   async append(record: AuditRecord): Promise<{ seq: number; hash: string }> {
-    const row = await this.serial(async () => {
-      const sealed = await sealRow(record, this.head)
-      // Durable before append returns: the runtime holds this reply until the write is committed.
-      this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', sealed.seq, JSON.stringify(sealed))
-      this.outboxRows += 1
-      if (this.held && this.held.length < MEMORY_MAX_ROWS) this.held.push(sealed)
+    const [head] = await this.appendMany([record])
+    return head!
+  }
+
+  async appendMany(records: AuditRecord[]): Promise<{ seq: number; hash: string }[]> {
+    const rows = await this.serial(async () => {
+      const sealed: AuditRow[] = []
+      let head = this.head
+      for (const record of records) {
+        const row = await sealRow(record, head)
+        sealed.push(row)
+        head = { seq: row.seq, hash: row.hash }
+      }
+      // Durable before appendMany returns: the runtime holds this reply until the writes are committed.
+      this.ctx.storage.transactionSync(() => {
+        for (const row of sealed) this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', row.seq, JSON.stringify(row))
+      })
+      this.outboxRows += sealed.length
+      if (this.held && this.held.length + sealed.length <= MEMORY_MAX_ROWS) this.held.push(...sealed)
       else this.held = null
       if (this.outboxRows >= FLUSH_MAX_ROWS) this.wake?.()
-      this.head = { seq: sealed.seq, hash: sealed.hash }
+      this.head = head
       return sealed
     })
     // While D1 is failing the alarm owns the retries: no D1 attempt per append.
-    if (this.failures === 0) this.kick()
-    return { seq: row.seq, hash: row.hash }
+    if (this.failures === 0 && rows.length > 0) this.kick()
+    return rows.map((row) => ({ seq: row.seq, hash: row.hash }))
   }
 
   async commit(statements: SqlStatement[], record: AuditRecord, opts: { requireChange?: boolean } = {}): Promise<CommitOutcome> {

@@ -1,8 +1,11 @@
-// Writing audit rows off the critical path, and alerting.
+// Appending audit rows, and alerting.
 //
-// Reads and refusals are recorded after the response (`waitUntil`): the
-// record goes to the caller's chain's AuditSequencer (one writer per chain), which
-// holds it durably in its outbox once `append` returns. If the sequencer
+// Reads and refusals are recorded before their answer is sent: the record goes
+// to the caller's chain's AuditSequencer (one writer per chain), which holds
+// it durably in its outbox once `appendMany` returns. The rows of an
+// isolate's concurrent calls travel together (src/lane.ts): a row is sent at
+// once when no append to its chain is in flight, else it waits for that one
+// and goes with every row then waiting, in one request. If the sequencer
 // cannot be reached, the row is logged as `audit_write_failed` with the whole
 // (already redacted) record, so it can be replayed into the chain. Failures
 // (error, timeout, SQL write incident) also go to the alert throttle: one
@@ -14,6 +17,7 @@ import { AlertThrottle, deliverAlert, type Alert } from './alert.ts'
 import type { AuditRecord } from './chain.ts'
 import { chainName } from './chains.ts'
 import type { AuditSequencer } from './sequencer.ts'
+import { deliver, laneOf } from '../lane.ts'
 
 /** The sequencer of audit chain `chain` (see chains.ts chainOf for which chain a caller uses). */
 export function sequencer(env: Env, chain = 0): DurableObjectStub<AuditSequencer> {
@@ -23,10 +27,18 @@ export function sequencer(env: Env, chain = 0): DurableObjectStub<AuditSequencer
 /** Per isolate, best effort: each isolate throttles its own alerts. */
 export const alertThrottle = new AlertThrottle({ now: () => Date.now() })
 
-export async function appendLater(env: Env, record: AuditRecord, log: Logger, chain = 0): Promise<void> {
+/** How often a row waiting for another call's append looks whether it went. */
+const APPEND_POLL_MS = 1
+/** Longest a row waits for another call's append before it is logged as not written. */
+const APPEND_WAIT_MS = 10_000
+
+/** Appends `record` to its chain; resolves once it is durable, or logged as `audit_write_failed`. */
+export async function appendRow(env: Env, record: AuditRecord, log: Logger, chain = 0): Promise<void> {
   try {
-    const head = await sequencer(env, chain).append(record)
-    log('debug', 'audit_written', { chain, seq: head.seq, hash: head.hash, outcome: record.outcome })
+    await deliver(laneOf<AuditRecord>(env.AUDIT_SEQUENCER, chainName(chain)), record, { waitMs: 0, pollMs: APPEND_POLL_MS, timeoutMs: APPEND_WAIT_MS, onFailure: 'reject' }, (records) =>
+      sequencer(env, chain).appendMany(records),
+    )
+    log('debug', 'audit_written', { chain, outcome: record.outcome, request_id: record.request_id })
   } catch (error) {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
     log('error', 'audit_write_failed', { reason, chain, replay: record })

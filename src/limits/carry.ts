@@ -23,5 +23,5 @@ export interface Release {
 
 /** Queues `release` and resolves once it was delivered, by an acquire or by `sendAlone`. */
 export function releaseByCarry(lane: Lane<Release>, release: Release, timeoutMs: number, sendAlone: (releases: Release[]) => Promise<unknown>): Promise<void> {
-  return deliver(lane, release, { waitMs: CARRY_RELEASE_MS, pollMs: 5, timeoutMs }, sendAlone)
+  return deliver(lane, release, { waitMs: CARRY_RELEASE_MS, pollMs: 5, timeoutMs, onFailure: 'resend' }, sendAlone)
 }

@@ -11,7 +11,8 @@
 // dropped, long strings shortened), with a visible marker in the text and
 // `_meta["io.bastion/truncation"]` describing the cut (returnedTokens: the
 // whole result as sent; limitTokens: the cap).
-// It hands the outcome to the request's audited call.
+// It hands the outcome to the request's audited call, and answers once the
+// call's audit row is durable.
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
@@ -97,9 +98,12 @@ export async function invokeTool(
     data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }),
     now: () => new Date(),
   }
-  const record = (report: ToolReport) => scope.call?.finish(report)
-  const failed = (report: ToolReport, text: string): CallToolResult => {
-    record(report)
+  // the call's audit row is durable before the result is returned
+  const record = async (report: ToolReport) => {
+    await scope.call?.finish(report)
+  }
+  const failed = async (report: ToolReport, text: string): Promise<CallToolResult> => {
+    await record(report)
     return { content: [{ type: 'text', text }], isError: true }
   }
   const argumentTokens = estimateTokens(JSON.stringify(args ?? {}))
@@ -119,11 +123,11 @@ export async function invokeTool(
     const half = capStructured(output, Math.floor(limit / 2))
     if (!half.truncated) {
       const json = JSON.stringify(output)
-      record({ outcome: 'ok', errorCode: undefined, outputJson: json })
+      await record({ outcome: 'ok', errorCode: undefined, outputJson: json })
       return { content: [{ type: 'text', text: json }], structuredContent: output }
     }
     const { value, json, text, report } = fitWhole(tool, output, args, limit, half)
-    record({ outcome: 'ok', errorCode: undefined, outputJson: json })
+    await record({ outcome: 'ok', errorCode: undefined, outputJson: json })
     return {
       content: [{ type: 'text', text }],
       structuredContent: value,

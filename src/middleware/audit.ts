@@ -37,5 +37,6 @@ export const audit = () =>
     })
     c.set('call', call)
     await next()
-    call.finishFromHttp(c.res.status, c.error)
+    // a call the tool boundary did not record: its row is durable before the answer
+    await call.finishFromHttp(c.res.status, c.error)
   })
