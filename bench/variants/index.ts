@@ -10,6 +10,10 @@
 //   BENCH_CONTROLS  comma-separated subset of: policy, limits, audit
 //                   (empty: authentication only — origin check, body cap,
 //                   token verification, JSON-RPC checks, the MCP layer)
+//
+// It also counts the Durable Object requests the Worker makes (every method
+// called on a LIMITER or AUDIT_SEQUENCER stub) and the tools/call requests it
+// served; GET /__bench/counts returns them since the isolate started.
 import { Hono, type MiddlewareHandler } from 'hono'
 import type { AppEnv } from '../../src/env.ts'
 import { AppError, errorResponse } from '../../src/errors.ts'
@@ -63,12 +67,53 @@ function build(controls: Set<Control>): Hono<AppEnv> {
 type BenchEnv = Env & { BENCH_CONTROLS?: string }
 let app: Hono<AppEnv> | undefined
 
+/** Per isolate: Durable Object requests by binding, and /mcp requests. */
+const counts = { calls: 0, LIMITER: 0, AUDIT_SEQUENCER: 0 }
+
+/** `ns` with every stub method call counted under `name`. */
+function counted<T extends object>(ns: T, name: 'LIMITER' | 'AUDIT_SEQUENCER'): T {
+  return new Proxy(ns, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target) as unknown
+      if (typeof value !== 'function') return value
+      if (property !== 'get') return (value as (...a: unknown[]) => unknown).bind(target)
+      return (...args: unknown[]) => {
+        const stub = (value as (...a: unknown[]) => object).apply(target, args)
+        return new Proxy(stub, {
+          get(s, p) {
+            const member = Reflect.get(s, p, s) as unknown
+            if (typeof member !== 'function' || typeof p !== 'string' || p === 'fetch' || p === 'connect') return member
+            return (...a: unknown[]) => {
+              counts[name] += 1
+              return (member as (...x: unknown[]) => unknown).apply(s, a)
+            }
+          },
+        })
+      }
+    },
+  })
+}
+
+/** One wrapped env per binding object: the limiter's and the audit writer's per-isolate lanes key on the namespace. */
+const wrapped = new WeakMap<object, BenchEnv>()
+function countedEnv(env: BenchEnv): BenchEnv {
+  let e = wrapped.get(env.LIMITER)
+  if (e === undefined) {
+    e = { ...env, LIMITER: counted(env.LIMITER, 'LIMITER'), AUDIT_SEQUENCER: counted(env.AUDIT_SEQUENCER, 'AUDIT_SEQUENCER') }
+    wrapped.set(env.LIMITER, e)
+  }
+  return e
+}
+
 export { LimiterObject } from '../../src/limits/embedded.ts'
 export { DpopReplay } from '../../src/auth/dpop-replay.ts'
 export { AuditSequencer } from '../../src/audit/sequencer.ts'
 export default {
   fetch(request, env, ctx) {
+    const url = new URL(request.url)
+    if (url.pathname === '/__bench/counts') return Response.json(counts)
+    if (url.pathname === '/mcp' && request.method === 'POST') counts.calls += 1
     app ??= build(parseControls(env.BENCH_CONTROLS))
-    return app.fetch(request, env, ctx)
+    return app.fetch(request, countedEnv(env), ctx)
   },
 } satisfies ExportedHandler<BenchEnv>

@@ -100,11 +100,11 @@ describe('SDK v2 client on the 2026-07-28 revision', () => {
 
   it('list_orders filters by status and customer', async () => {
     const client = await v2('admin')
-    const { orders } = structured(await client.callTool({ name: 'list_orders', arguments: { status: 'shipped', limit: 100 } }), OrderPage)
+    const { orders } = structured(await client.callTool({ name: 'list_orders', arguments: { status: 'shipped', limit: 20 } }), OrderPage)
     expect(orders.length).toBeGreaterThan(0)
     for (const order of orders) expect(order.status).toBe('shipped')
     const customerId = orders[0]!.customer_id
-    const mine = structured(await client.callTool({ name: 'list_orders', arguments: { customerId, limit: 100 } }), OrderPage)
+    const mine = structured(await client.callTool({ name: 'list_orders', arguments: { customerId, limit: 20 } }), OrderPage)
     expect(mine.orders.length).toBeGreaterThan(0)
     for (const order of mine.orders) expect(order.customer_id).toBe(customerId)
   })

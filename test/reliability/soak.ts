@@ -368,7 +368,7 @@ async function main(): Promise<void> {
 
 /** Fault (c): the runtime holding the audit sequencers restarts mid-run. */
 async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
-  const CALLS_C = 600
+  const CALLS_C = 1200
   const dir = mkdtempSync(join(tmpdir(), 'bastion-soak-seq-'))
   const persist = join(dir, 'state')
   seed(persist, dir)
@@ -390,6 +390,7 @@ async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
     await worker.ready
     const url = `http://127.0.0.1:${port}/mcp`
     const answered: string[] = []
+    const reads = new Set<string>()
     let unanswered = 0
     let next = 0
     let restarting: Promise<void> | undefined
@@ -405,9 +406,14 @@ async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
         }
         if (restarting) await restarting
         try {
-          const r = await post(url, auths[k % auths.length]!, 'create_ticket', { customerId: 'cus_007', subject: `restart ${k}`, body: 'written across a sequencer restart', priority: 'low' })
-          if (r.status === 200 && r.requestId && !r.body.includes('"isError":true')) answered.push(r.requestId)
-          else unanswered++
+          // mutations and reads alike: both rows are accepted by the sequencer before the answer
+          const r = k % 2 === 0
+            ? await post(url, auths[k % auths.length]!, 'create_ticket', { customerId: 'cus_007', subject: `restart ${k}`, body: 'written across a sequencer restart', priority: 'low' })
+            : await post(url, auths[k % auths.length]!, 'get_customer', { customerId: 'cus_007' })
+          if (r.status === 200 && r.requestId && !r.body.includes('"isError":true')) {
+            answered.push(r.requestId)
+            if (k % 2 === 1) reads.add(r.requestId)
+          } else unanswered++
         } catch {
           unanswered++
         }
@@ -417,13 +423,15 @@ async function sequencerRestart(jwks: unknown, keyDir: string): Promise<void> {
     // Let the sequencers drain their outboxes (alarm or the next flush).
     const until = Date.now() + 60_000
     let missing = answered.length
+    let missingReads = reads.size
     while (Date.now() < until) {
       const ids = new Set(d1(persist, 'SELECT request_id FROM audit_log').map((r) => String(r['request_id'])))
       missing = answered.filter((id) => !ids.has(id)).length
+      missingReads = [...reads].filter((id) => !ids.has(id)).length
       if (missing === 0) break
       await new Promise((r) => setTimeout(r, 2000))
     }
-    console.log(`fault (c): ${answered.length} calls served (${unanswered} cut off by the restart); ${missing} served calls without an audit row after the restart`)
+    console.log(`fault (c): ${answered.length} calls served (${answered.length - reads.size} mutations, ${reads.size} reads; ${unanswered} cut off by the restart); ${missing} served calls without an audit row after the restart (${missingReads} of them reads)`)
     assert.equal(missing, 0, 'nothing the sequencer accepted is lost across a restart')
   } finally {
     await worker.dispose().catch(() => {})
