@@ -2,7 +2,8 @@
 //
 // Reads and refusals are recorded after the response (`waitUntil`): the
 // record goes to the caller's chain's AuditSequencer (one writer per chain), which
-// holds it durably in its outbox once `append` returns. If the sequencer
+// holds it durably in its outbox once `append` returns (refusals: `refuse`,
+// which applies the sub's refusal budget). If the sequencer
 // cannot be reached, the row is logged as `audit_write_failed` with the whole
 // (already redacted) record, so it can be replayed into the chain. Failures
 // (error, timeout, SQL write incident) also go to the alert throttle: one
@@ -11,7 +12,7 @@
 import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import { AlertThrottle, deliverAlert, type Alert } from './alert.ts'
-import type { AuditRecord } from './chain.ts'
+import { isRefusal, type AuditRecord } from './chain.ts'
 import { chainName } from './chains.ts'
 import type { AuditSequencer } from './sequencer.ts'
 
@@ -25,8 +26,11 @@ export const alertThrottle = new AlertThrottle({ now: () => Date.now() })
 
 export async function appendLater(env: Env, record: AuditRecord, log: Logger, chain = 0): Promise<void> {
   try {
-    const head = await sequencer(env, chain).append(record)
-    log('debug', 'audit_written', { chain, seq: head.seq, hash: head.hash, outcome: record.outcome })
+    const stub = sequencer(env, chain)
+    // Refusals count against the sub's refusal budget: past it they are folded into an aggregate row.
+    const head = isRefusal(record.outcome) ? await stub.refuse(record) : await stub.append(record)
+    if ('folded' in head) log('debug', 'audit_folded', { chain, count: head.folded, outcome: record.outcome })
+    else log('debug', 'audit_written', { chain, seq: head.seq, hash: head.hash, outcome: record.outcome })
   } catch (error) {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
     log('error', 'audit_write_failed', { reason, chain, replay: record })
