@@ -5,17 +5,15 @@
 // moved aside, schema.sql creates the new ones, and the old rows are copied in
 // as chain 0 (scripts/sql/audit-chains-*.sql; an interrupted run resumes).
 // An audit_log made before refusal rows were compacted lacks the columns
-// schema.sql lists after `chain`: they are added (NULL in every old row, which
-// keeps every old hash valid, see canonicalRow).
-import { mkdirSync, writeFileSync } from 'node:fs'
+// schema.sql lists after `chain`: the lines of
+// scripts/sql/audit-refusal-columns.sql that add a missing one are run (NULL
+// in every old row, which keeps every old hash valid, see canonicalRow).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { demoDataStatements } from './demo-data.ts'
 import { devEnv, persistArgs, ROOT, wrangler } from './lib/dev-env.ts'
 
-/** The audit_log columns schema.sql lists after `chain`, with their types (ADD COLUMN order). */
-const ADDED_AUDIT_COLUMNS: readonly (readonly [string, string])[] = [
-  ['input_bytes', 'INTEGER'], ['input_sha256', 'TEXT'], ['count', 'INTEGER'], ['first_request_id', 'TEXT'], ['last_request_id', 'TEXT'],
-]
+const ADD_COLUMN = /^ALTER TABLE audit_log ADD COLUMN (\w+) .*;$/
 
 export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const tmp = join(env.dir, 'tmp')
@@ -34,11 +32,13 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
   }
   const info = await wrangler([...base, '--json', '--command', "SELECT name FROM pragma_table_info('audit_log')"], { quiet: true })
   const present = new Set(((JSON.parse(info) as { results: { name: string }[] }[])[0]?.results ?? []).map((c) => c.name))
-  const missing = ADDED_AUDIT_COLUMNS.filter(([name]) => !present.has(name))
-  for (const [name, type] of missing) {
-    await wrangler([...base, '--command', `ALTER TABLE audit_log ADD COLUMN ${name} ${type}`], { quiet: true })
-  }
-  if (missing.length > 0) console.log(`audit_log: added ${missing.map(([name]) => name).join(', ')}`)
+  const additions = readFileSync(join(ROOT, 'scripts/sql/audit-refusal-columns.sql'), 'utf8').split('\n')
+    .flatMap((line) => {
+      const column = ADD_COLUMN.exec(line)?.[1]
+      return column === undefined || present.has(column) ? [] : [{ column, line }]
+    })
+  for (const { line } of additions) await wrangler([...base, '--command', line], { quiet: true })
+  if (additions.length > 0) console.log(`audit_log: added ${additions.map((a) => a.column).join(', ')}`)
   await wrangler([...base, '--file', dataFile], { quiet: true })
   // statistics for execute_query's work budget (src/sql/plan-budget.ts); the cron refreshes them
   await wrangler([...base, '--command', 'PRAGMA optimize=0x10002'], { quiet: true })
