@@ -5,6 +5,7 @@
 //
 // RPC methods:
 //   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
+//     One row, whatever the outcome (the Worker sends refusals to refuse).
 //     Seals the record as head.seq + 1 in arrival order (chain.ts sealRow,
 //     the same canonical form audit:verify checks) and writes the sealed row
 //     to this object's own transactional storage (the `outbox` table) before

@@ -124,6 +124,11 @@ describe('a refusal flood through the Worker writes a bounded number of rows and
       expect(folded).toContain(aggregate.first_request_id)
       expect(folded).toContain(aggregate.last_request_id)
     }
+    // Another caller's refusal in the same minute still gets its own row.
+    const bystander = uniqueSub('bystander')
+    const other = await call(await mintToken({ role: 'read-only', sub: bystander }), 'execute_query', { query: fourKb(bystander) })
+    await settled()
+    expect(await rowsOf(bystander)).toMatchObject([{ request_id: other.requestId, outcome: 'denied', count: null }])
     expect(await verifyStoredChain(DB)).toMatchObject({ ok: true })
   })
 
