@@ -129,11 +129,19 @@ CREATE TRIGGER IF NOT EXISTS orders_ad AFTER DELETE ON orders BEGIN
 END;
 
 -- The audit log: one row per `tools/call` of an authenticated caller,
--- whatever the outcome. Tamper-evident: the rows of each chain form a SHA-256
+-- whatever the outcome, except past the refusal budget: refusals (denied,
+-- invalid_input, rate_limited) keep only a 256-byte argument excerpt plus
+-- size and digest, and once one `sub` has had the policy's refusalBudget
+-- (default 120 per 60 s window) of refusal rows in a window, its further
+-- refusals in that window are counted in one aggregate row per outcome
+-- (`count`, `first_request_id`, `last_request_id`), sealed when the window
+-- closes. So sum(coalesce(count, 1)) over refusal rows is the exact number
+-- of refused calls. Tamper-evident: the rows of each chain form a SHA-256
 -- hash chain
 --   hash = hex SHA-256 of UTF-8( prev_hash || "\n" || canonical(row without hash) )
 -- where canonical() is a JSON object of every column from `seq` to
--- `prev_hash`, keys in the order below, absent values as null (canonicalRow
+-- `prev_hash`, keys in the order below, absent values as null, then the
+-- columns after `chain` that are not NULL (canonicalRow
 -- in src/audit/chain.ts; `chain` is not hashed: a row moved to another chain
 -- breaks the links of both). Each chain has exactly one writer, its
 -- AuditSequencer Durable Object (src/audit/sequencer.ts): it seals rows in
@@ -160,7 +168,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
                     ('ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error')),
   http_status     INTEGER NOT NULL,         -- status of the HTTP response
   duration_ms     INTEGER NOT NULL,         -- wall time from request start to outcome
-  input_json      TEXT,                     -- tool arguments: redacted JSON, capped at 4 KiB
+  input_json      TEXT,                     -- tool arguments: redacted JSON, capped at 4 KiB (refusals: 256 bytes; aggregate rows: NULL)
   output_bytes    INTEGER,                  -- size of the tool result JSON in bytes
   output_sha256   TEXT,                     -- hex SHA-256 of the REDACTED tool result JSON (redacted as the excerpt, uncapped);
                                             -- NULL for tools without an excerpt (execute_query: aliases defeat key redaction),
@@ -169,7 +177,14 @@ CREATE TABLE IF NOT EXISTS audit_log (
   error_code      TEXT,                     -- stable machine code for failures, e.g. "insufficient_scope"
   prev_hash       TEXT NOT NULL,            -- hash of row seq-1 (or of the checkpoint, or 64 zeros)
   hash            TEXT NOT NULL,            -- SHA-256 hex, see above
-  chain           INTEGER NOT NULL DEFAULT 0  -- which chain: 0 .. AUDIT_CHAINS-1 (not hashed)
+  chain           INTEGER NOT NULL DEFAULT 0, -- which chain: 0 .. AUDIT_CHAINS-1 (not hashed)
+  -- Added later: hashed only when not NULL (after prev_hash, in this order), so
+  -- older rows keep their hashes. `npm run db:init` adds them to an older table.
+  input_bytes       INTEGER,                -- refusals: bytes of the whole redacted arguments JSON (input_json is a 256-byte excerpt)
+  input_sha256      TEXT,                   -- refusals: hex SHA-256 of the whole REDACTED arguments JSON
+  count             INTEGER,                -- aggregate rows: refusals of `sub` with this `outcome` folded into the row (>= 1)
+  first_request_id  TEXT,                   -- aggregate rows: request_id of the first refusal counted
+  last_request_id   TEXT                    -- aggregate rows: request_id of the last refusal counted
 );
 CREATE UNIQUE INDEX IF NOT EXISTS audit_by_chain_seq ON audit_log (chain, seq);
 CREATE INDEX IF NOT EXISTS audit_by_ts ON audit_log (ts);

@@ -4,10 +4,16 @@
 // chains existed (audit_log without `chain`) is migrated first: its tables are
 // moved aside, schema.sql creates the new ones, and the old rows are copied in
 // as chain 0 (scripts/sql/audit-chains-*.sql; an interrupted run resumes).
-import { mkdirSync, writeFileSync } from 'node:fs'
+// An audit_log made before refusal rows were compacted lacks the columns
+// schema.sql lists after `chain`: the lines of
+// scripts/sql/audit-refusal-columns.sql that add a missing one are run (NULL
+// in every old row, which keeps every old hash valid, see canonicalRow).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { demoDataStatements } from './demo-data.ts'
 import { devEnv, persistArgs, ROOT, wrangler } from './lib/dev-env.ts'
+
+const ADD_COLUMN = /^ALTER TABLE audit_log ADD COLUMN (\w+) .*;$/
 
 export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const tmp = join(env.dir, 'tmp')
@@ -24,6 +30,15 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
     await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-3-copy.sql')], { quiet: true })
     console.log('audit_log migrated to audit chains: existing rows are chain 0')
   }
+  const info = await wrangler([...base, '--json', '--command', "SELECT name FROM pragma_table_info('audit_log')"], { quiet: true })
+  const present = new Set(((JSON.parse(info) as { results: { name: string }[] }[])[0]?.results ?? []).map((c) => c.name))
+  const additions = readFileSync(join(ROOT, 'scripts/sql/audit-refusal-columns.sql'), 'utf8').split('\n')
+    .flatMap((line) => {
+      const column = ADD_COLUMN.exec(line)?.[1]
+      return column === undefined || present.has(column) ? [] : [{ column, line }]
+    })
+  for (const { line } of additions) await wrangler([...base, '--command', line], { quiet: true })
+  if (additions.length > 0) console.log(`audit_log: added ${additions.map((a) => a.column).join(', ')}`)
   await wrangler([...base, '--file', dataFile], { quiet: true })
   // statistics for execute_query's work budget (src/sql/plan-budget.ts); the cron refreshes them
   await wrangler([...base, '--command', 'PRAGMA optimize=0x10002'], { quiet: true })

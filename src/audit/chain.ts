@@ -26,6 +26,14 @@
 export const AUDIT_OUTCOMES = ['ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error'] as const
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number]
 
+/** The outcomes that are refusals: compact rows, counted against the policy's refusal budget. */
+export const REFUSAL_OUTCOMES = ['denied', 'invalid_input', 'rate_limited'] as const satisfies readonly AuditOutcome[]
+export type RefusalOutcome = (typeof REFUSAL_OUTCOMES)[number]
+
+export function isRefusal(outcome: AuditOutcome): outcome is RefusalOutcome {
+  return (REFUSAL_OUTCOMES as readonly string[]).includes(outcome)
+}
+
 /**
  * One audited `tools/call`: every column of `audit_log` except the chain
  * columns (`seq`, `prev_hash`, `hash`), which `sealRow` adds. Column meanings
@@ -49,6 +57,15 @@ export interface AuditRecord {
   output_sha256?: string | null
   output_excerpt?: string | null
   error_code?: string | null
+  /** Refusals only: UTF-8 bytes of the whole redacted arguments JSON (input_json keeps an excerpt). */
+  input_bytes?: number | null
+  /** Refusals only: hex SHA-256 of the whole REDACTED arguments JSON. */
+  input_sha256?: string | null
+  /** Aggregate rows only: how many refusals this row stands for (>= 1). */
+  count?: number | null
+  /** Aggregate rows only: request_id of the first and the last refusal it counts. */
+  first_request_id?: string | null
+  last_request_id?: string | null
 }
 
 /** A row of `audit_log` as stored: the record plus its place in the chain. */
@@ -75,8 +92,18 @@ export const CANONICAL_COLUMNS = [
   'output_excerpt', 'error_code', 'prev_hash',
 ] as const satisfies readonly (keyof AuditRow)[]
 
-/** Every column of `audit_log`, in schema.sql's order (the INSERT order). */
-export const AUDIT_COLUMNS = [...CANONICAL_COLUMNS, 'hash'] as const
+/**
+ * Columns added after the chain format was fixed (schema.sql lists them after
+ * `chain`). They enter the canonical form only when non-null, after
+ * `prev_hash`, in this order: a row that has none of them hashes exactly as
+ * it did before they existed.
+ */
+export const OPTIONAL_CANONICAL_COLUMNS = [
+  'input_bytes', 'input_sha256', 'count', 'first_request_id', 'last_request_id',
+] as const satisfies readonly (keyof AuditRow)[]
+
+/** Every column of `audit_log` except `chain` (the INSERT and SELECT order). */
+export const AUDIT_COLUMNS = [...CANONICAL_COLUMNS, 'hash', ...OPTIONAL_CANONICAL_COLUMNS] as const
 
 const encoder = new TextEncoder()
 
@@ -96,7 +123,9 @@ export function toHex(bytes: Uint8Array): string {
 
 /**
  * The canonical text of a row: a JSON object whose keys are the columns of
- * `CANONICAL_COLUMNS`, in that order, each present exactly once. Absent
+ * `CANONICAL_COLUMNS`, in that order, each present exactly once, followed by
+ * those of `OPTIONAL_CANONICAL_COLUMNS` whose value is not null, in that
+ * order (a key absent there means null, so the encoding stays injective). Absent
  * (undefined) values are written as `null`; strings as JSON strings (ES2019
  * well-formed JSON.stringify); numbers as JSON numbers, which for the safe
  * integers `sealRow` admits are plain decimal digits. Example:
@@ -105,6 +134,10 @@ export function toHex(bytes: Uint8Array): string {
 export function canonicalRow(row: Omit<AuditRow, 'hash'>): string {
   const ordered: Record<string, unknown> = {}
   for (const column of CANONICAL_COLUMNS) ordered[column] = row[column] ?? null
+  for (const column of OPTIONAL_CANONICAL_COLUMNS) {
+    const value = row[column]
+    if (value !== undefined && value !== null) ordered[column] = value
+  }
   return JSON.stringify(ordered)
 }
 
@@ -128,7 +161,10 @@ function requiredText(record: AuditRecord, column: 'ts' | 'request_id' | 'sub' |
   return wellFormed(value)
 }
 
-function optionalText(record: AuditRecord, column: 'client_name' | 'client_version' | 'tool' | 'input_json' | 'output_sha256' | 'output_excerpt' | 'error_code'): string | null {
+type OptionalTextColumn = 'client_name' | 'client_version' | 'tool' | 'input_json' | 'output_sha256' | 'output_excerpt' | 'error_code'
+  | 'input_sha256' | 'first_request_id' | 'last_request_id'
+
+function optionalText(record: AuditRecord, column: OptionalTextColumn): string | null {
   const value: unknown = record[column]
   if (value === undefined || value === null) return null
   if (typeof value !== 'string') throw new TypeError(`audit record: "${column}" must be a string or null`)
@@ -160,6 +196,8 @@ export function normalizeRecord(record: AuditRecord): AuditRecord {
     throw new TypeError('audit record: "duration_ms" must be a finite number')
   }
   const outputBytes = record.output_bytes ?? null
+  const inputBytes = record.input_bytes ?? null
+  const count = record.count ?? null
   return {
     ts,
     request_id: requiredText(record, 'request_id'),
@@ -177,6 +215,11 @@ export function normalizeRecord(record: AuditRecord): AuditRecord {
     output_sha256: optionalText(record, 'output_sha256'),
     output_excerpt: optionalText(record, 'output_excerpt'),
     error_code: optionalText(record, 'error_code'),
+    input_bytes: inputBytes === null ? null : integer(inputBytes, 'input_bytes', 0),
+    input_sha256: optionalText(record, 'input_sha256'),
+    count: count === null ? null : integer(count, 'count', 1),
+    first_request_id: optionalText(record, 'first_request_id'),
+    last_request_id: optionalText(record, 'last_request_id'),
   }
 }
 
@@ -193,7 +236,10 @@ export async function sealRow(record: AuditRecord, head: ChainHead): Promise<Aud
   return { ...row, hash: await rowHash(head.hash, row) }
 }
 
-const TEXT_COLUMNS = new Set<string>(['ts', 'request_id', 'sub', 'token_id', 'client_name', 'client_version', 'method', 'tool', 'outcome', 'input_json', 'output_sha256', 'output_excerpt', 'error_code', 'prev_hash', 'hash'])
+const TEXT_COLUMNS = new Set<string>([
+  'ts', 'request_id', 'sub', 'token_id', 'client_name', 'client_version', 'method', 'tool', 'outcome', 'input_json',
+  'output_sha256', 'output_excerpt', 'error_code', 'prev_hash', 'hash', 'input_sha256', 'first_request_id', 'last_request_id',
+])
 
 /**
  * Reads a row as D1 (or `wrangler d1 execute --json`) returns it into an

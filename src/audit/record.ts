@@ -15,13 +15,21 @@
 // no secret, and whoever holds the output the client received can recompute
 // it: SHA-256 of JSON.stringify(redact(JSON.parse(output), sensitiveFields)).
 // `output_bytes` stays the size of what the client received.
+//
+// Refusals (denied, invalid_input, rate_limited) keep only a 256-byte excerpt
+// of the redacted arguments in input_json, with the size (`input_bytes`) and
+// SHA-256 (`input_sha256`) of the whole redacted arguments JSON: a flood of
+// refused 4 KB calls writes a few hundred bytes per row. The digest is of the
+// REDACTED JSON for the reason above; it can confirm a guess of the part past
+// the excerpt, which redaction did not hide (a 4 KiB row would have shown it).
 import type { Principal } from '../auth/principal.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
-import { sha256Hex } from './chain.ts'
+import { isRefusal, sha256Hex } from './chain.ts'
 import { capJson, capText, redact, redactCredentials, redactText } from './redact.ts'
 
 const INPUT_CAP_BYTES = 4096
+const REFUSAL_INPUT_CAP_BYTES = 256
 const EXCERPT_CAP_BYTES = 1024
 const TOOL_CAP_CHARS = 128
 const SUB_CAP_CHARS = 256
@@ -74,6 +82,7 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
   // would confirm a guessed one (a dictionary attack on addresses). Size only.
   const described = settings?.auditExcerpt ?? true
   const excerpt = redactedOutput !== undefined && described ? capText(redactedOutput, EXCERPT_CAP_BYTES) : null
+  const input = await inputColumns(facts.toolArguments, sensitive, isRefusal(ending.outcome))
   return {
     ts: new Date(facts.startedAt).toISOString(),
     request_id: facts.requestId,
@@ -90,11 +99,30 @@ export async function auditRecord(facts: CallFacts, ending: CallEnding, now = Da
     outcome: ending.outcome,
     http_status: ending.httpStatus,
     duration_ms: Math.max(0, now - facts.startedAt),
-    input_json: facts.toolArguments === undefined ? null : capJson(redact(facts.toolArguments, sensitive), INPUT_CAP_BYTES),
+    input_json: input.input_json,
     output_bytes: output === undefined ? null : new TextEncoder().encode(output).byteLength,
     output_sha256: redactedOutput === undefined || !described ? null : await sha256Hex(redactedOutput),
     output_excerpt: excerpt,
     error_code: ending.errorCode ?? null,
+    input_bytes: input.input_bytes,
+    input_sha256: input.input_sha256,
+  }
+}
+
+/** input_json (4 KiB of the redacted arguments; a refusal: 256 bytes, plus the whole redacted JSON's size and digest). */
+async function inputColumns(
+  args: unknown,
+  sensitive: ReadonlySet<string>,
+  refusal: boolean,
+): Promise<Pick<AuditRecord, 'input_json' | 'input_bytes' | 'input_sha256'>> {
+  if (args === undefined) return { input_json: null, input_bytes: null, input_sha256: null }
+  const redacted = redact(args, sensitive)
+  if (!refusal) return { input_json: capJson(redacted, INPUT_CAP_BYTES), input_bytes: null, input_sha256: null }
+  const whole = capJson(redacted, Number.POSITIVE_INFINITY)
+  return {
+    input_json: capText(whole, REFUSAL_INPUT_CAP_BYTES),
+    input_bytes: new TextEncoder().encode(whole).byteLength,
+    input_sha256: await sha256Hex(whole),
   }
 }
 

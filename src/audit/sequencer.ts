@@ -9,6 +9,7 @@
 //     outbox transaction for all of them): how an isolate's rows arrive
 //     (src/audit/writer.ts batches the rows of concurrent calls).
 //   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
+//     One row, whatever the outcome (the Worker sends refusals to refuse).
 //     Seals the record as head.seq + 1 in arrival order (chain.ts sealRow,
 //     the same canonical form audit:verify checks) and writes the sealed row
 //     to this object's own transactional storage (the `outbox` table) before
@@ -35,17 +36,40 @@
 //     ('batch_failed', detail logged as audit_commit_failed; 'unavailable'
 //     when the outbox could not be drained first, as the mutation's row must
 //     follow every row accepted before it).
+//   refuse(record: AuditRecord): Promise<{ seq: number; hash: string } | { folded: number }>
+//     A refusal (denied, invalid_input, rate_limited), counted exactly
+//     against the policy's refusalBudget for its `sub` (this object is the
+//     one writer of the sub's chain, so it sees every refusal of the sub).
+//     A sub's window opens at its first refusal after the previous window
+//     closed and lasts refusalBudget.windowSeconds. The first `limit`
+//     refusals of the window are appended as rows (as append does). Past it,
+//     each refusal is folded into the window's open aggregate for its outcome
+//     (one per sub, window and outcome) and `folded` is that aggregate's
+//     count so far. An aggregate is a record like any other, with `count`,
+//     `first_request_id` and `last_request_id`; `ts`, `request_id`,
+//     `token_id`, `http_status` and `duration_ms` are its first refusal's,
+//     and `tool`, `error_code` and the client columns are NULL where its
+//     refusals differ; it keeps no arguments. It is held in this object's
+//     storage (refusal_aggregate; the budget in refusal_window) from the
+//     first refusal it counts, so "folded" is as durable as "accepted", and
+//     is sealed into the chain when its window closes (the alarm, or the
+//     first append or refusal after that) or at drain(). So each window of
+//     a sub has at most `limit` + 3 refusal rows, and the sum of
+//     coalesce(count, 1) over its refusal rows is exactly its refusals.
 //   drain(): Promise<number>
-//     Flushes the outbox to D1 now and resolves with the rows still pending
-//     (0 unless D1 is failing). A barrier for tests and operators.
+//     Seals every open aggregate (its window's later refusals past the
+//     budget open a new one), flushes the outbox to D1 now and resolves with
+//     the rows still pending (0 unless D1 is failing). A barrier for tests
+//     and operators.
 //   resync(): Promise<{ ok: true; head: ChainHead } | { ok: false; pending: number }>
 //     Drains, then reloads the head from D1. For after D1 was restored from
 //     a backup (Time Travel) or cleared: without it the next row would follow
 //     a head D1 no longer has. Refuses (ok=false) while rows are pending, so
 //     it never drops an accepted row.
 //
-// The head is loaded in blockConcurrencyWhile in the constructor: the newest
-// outbox row if any (not yet in D1), else D1's head (chainHead).
+// The head is loaded in blockConcurrencyWhile in the constructor (and every
+// call waits for it): the newest outbox row if any (not yet in D1), else D1's
+// head (chainHead).
 //
 // The outbox is the durable copy; the object also keeps the same sealed rows
 // in memory (`held`, in seq order, while there are at most MEMORY_MAX_ROWS of
@@ -57,7 +81,8 @@
 import { DurableObject } from 'cloudflare:workers'
 import type { SqlStatement } from '../db/queries.ts'
 import { createLogger, type Logger } from '../log.ts'
-import { sealRow, type AuditRecord, type AuditRow, type ChainHead } from './chain.ts'
+import { POLICY } from '../policy/policy.ts'
+import { isRefusal, normalizeRecord, sealRow, type AuditRecord, type AuditRow, type ChainHead } from './chain.ts'
 import { parseChainName } from './chains.ts'
 import { auditStatement, chainHead, idempotentInsertStatement, isNoChange } from './store.ts'
 
@@ -93,6 +118,10 @@ export class AuditSequencer extends DurableObject<Env> {
   private outboxRows = 0
   /** The outbox's rows in seq order, in memory; null while the outbox holds more than MEMORY_MAX_ROWS (read it instead). */
   private held: AuditRow[] | null = []
+  /** Earliest `closes` of refusal_window (Infinity when empty): before it, no window or aggregate is due. */
+  private nextClose = Number.POSITIVE_INFINITY
+  /** The head and outbox are loaded: every call waits for it (a direct call on a new instance too). */
+  private readonly ready: Promise<void>
   private readonly log: Logger
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -100,10 +129,14 @@ export class AuditSequencer extends DurableObject<Env> {
     const chain = parseChainName(ctx.id.name)
     this.chain = chain ?? -1
     this.log = createLogger({ component: 'audit_sequencer', chain: this.chain })
-    void ctx.blockConcurrencyWhile(async () => {
+    this.ready = ctx.blockConcurrencyWhile(async () => {
       if (chain === undefined) return // every call refuses (named)
       const sql = ctx.storage.sql
       sql.exec('CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, row TEXT NOT NULL)')
+      sql.exec('CREATE TABLE IF NOT EXISTS refusal_window (sub TEXT PRIMARY KEY, closes INTEGER NOT NULL, used INTEGER NOT NULL)')
+      sql.exec(`CREATE TABLE IF NOT EXISTS refusal_aggregate (sub TEXT NOT NULL, outcome TEXT NOT NULL, closes INTEGER NOT NULL,
+        record TEXT NOT NULL, PRIMARY KEY (sub, outcome))`)
+      this.nextClose = this.earliestClose()
       this.outboxRows = sql.exec<{ n: number }>('SELECT count(*) AS n FROM outbox').one().n
       if (this.outboxRows === 0) {
         this.head = await chainHead(env.DB, chain)
@@ -123,6 +156,7 @@ export class AuditSequencer extends DurableObject<Env> {
     let release = () => {}
     this.tail = new Promise<void>((resolve) => { release = resolve })
     try {
+      await this.ready
       await previous
       return await work()
     } finally {
@@ -131,33 +165,64 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   async append(record: AuditRecord): Promise<{ seq: number; hash: string }> {
-    const [head] = await this.appendMany([record])
-    return head!
-  }
-
-  async appendMany(records: AuditRecord[]): Promise<{ seq: number; hash: string }[]> {
-    const rows = await this.serial(async () => {
-      const sealed: AuditRow[] = []
-      let head = this.head
-      for (const record of records) {
-        const row = await sealRow(record, head)
-        sealed.push(row)
-        head = { seq: row.seq, hash: row.hash }
-      }
-      // Durable before appendMany returns: the runtime holds this reply until the writes are committed.
-      this.ctx.storage.transactionSync(() => {
-        for (const row of sealed) this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', row.seq, JSON.stringify(row))
-      })
-      this.outboxRows += sealed.length
-      if (this.held && this.held.length + sealed.length <= MEMORY_MAX_ROWS) this.held.push(...sealed)
-      else this.held = null
-      if (this.outboxRows >= FLUSH_MAX_ROWS) this.wake?.()
-      this.head = head
+    const row = await this.serial(async () => {
+      await this.closeWindows(Date.now())
+      const sealed = await sealRow(record, this.head)
+      this.ctx.storage.transactionSync(() => this.accept(sealed))
       return sealed
     })
-    // While D1 is failing the alarm owns the retries: no D1 attempt per append.
-    if (this.failures === 0 && rows.length > 0) this.kick()
-    return rows.map((row) => ({ seq: row.seq, hash: row.hash }))
+    this.afterAccept()
+    return { seq: row.seq, hash: row.hash }
+  }
+
+  async appendMany(records: AuditRecord[]): Promise<({ seq: number; hash: string } | { folded: number })[]> {
+    const results = await this.serial(async () => {
+      const now = Date.now()
+      await this.closeWindows(now)
+      const out: ({ seq: number; hash: string } | { folded: number })[] = []
+      for (const record of records) {
+        if (isRefusal(record.outcome)) {
+          out.push(await this.admitRefusal(normalizeRecord(record), now))
+        } else {
+          const sealed = await sealRow(record, this.head)
+          this.ctx.storage.transactionSync(() => this.accept(sealed))
+          out.push({ seq: sealed.seq, hash: sealed.hash })
+        }
+      }
+      return out
+    })
+    if (results.some((r) => !('folded' in r))) this.afterAccept()
+    return results
+  }
+
+  async refuse(refusal: AuditRecord): Promise<{ seq: number; hash: string } | { folded: number }> {
+    if (!isRefusal(refusal.outcome)) throw new TypeError(`refuse: "${refusal.outcome}" is not a refusal outcome`)
+    const [result] = await this.appendMany([refusal])
+    return result!
+  }
+
+  /** A refusal within its sub's budget becomes a row; past it, it is folded into the window's aggregate. Inside serial(). */
+  private async admitRefusal(record: AuditRecord, now: number): Promise<{ seq: number; hash: string } | { folded: number }> {
+    const sql = this.ctx.storage.sql
+    const { limit, windowSeconds } = POLICY.refusalBudget
+    const window = sql.exec<{ closes: number; used: number }>('SELECT closes, used FROM refusal_window WHERE sub = ?', record.sub).toArray()[0]
+    const closes = window?.closes ?? now + windowSeconds * 1000
+    const used = window?.used ?? 0
+    if (used < limit) {
+      const sealed = await sealRow(record, this.head)
+      this.ctx.storage.transactionSync(() => {
+        sql.exec('INSERT INTO refusal_window (sub, closes, used) VALUES (?1, ?2, ?3) ON CONFLICT (sub) DO UPDATE SET used = ?3',
+          record.sub, closes, used + 1)
+        this.accept(sealed)
+      })
+      this.nextClose = Math.min(this.nextClose, closes)
+      return { seq: sealed.seq, hash: sealed.hash }
+    }
+    const folded = this.fold(record, closes)
+    if (!window) sql.exec('INSERT INTO refusal_window (sub, closes, used) VALUES (?1, ?2, ?3)', record.sub, closes, used)
+    this.nextClose = Math.min(this.nextClose, closes)
+    if (folded === 1) await this.alarmBy(closes) // a new aggregate: sealed when its window closes
+    return { folded }
   }
 
   async commit(statements: SqlStatement[], record: AuditRecord, opts: { requireChange?: boolean } = {}): Promise<CommitOutcome> {
@@ -182,7 +247,7 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   async drain(): Promise<number> {
-    await this.serial(async () => {})
+    await this.serial(async () => this.sealAggregates(Number.MAX_SAFE_INTEGER))
     await this.flush()
     return this.pending()
   }
@@ -198,7 +263,98 @@ export class AuditSequencer extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    await this.serial(async () => this.closeWindows(Date.now()))
     await this.flush()
+    const open = this.ctx.storage.sql.exec<{ closes: number | null }>('SELECT min(closes) AS closes FROM refusal_aggregate').one().closes
+    if (open !== null) await this.alarmBy(open)
+  }
+
+  /** Writes a sealed row to the outbox and holds it; the caller runs it in the transaction that goes with it. */
+  private accept(sealed: AuditRow): void {
+    // Durable before the RPC returns: the runtime holds the reply until the write is committed.
+    this.ctx.storage.sql.exec('INSERT INTO outbox (seq, row) VALUES (?, ?)', sealed.seq, JSON.stringify(sealed))
+    this.outboxRows += 1
+    if (this.held && this.held.length < MEMORY_MAX_ROWS) this.held.push(sealed)
+    else this.held = null
+    if (this.outboxRows >= FLUSH_MAX_ROWS) this.wake?.()
+    this.head = { seq: sealed.seq, hash: sealed.hash }
+  }
+
+  private afterAccept(): void {
+    // While D1 is failing the alarm owns the retries: no D1 attempt per append.
+    if (this.failures === 0) this.kick()
+  }
+
+  /**
+   * Counts a refusal past the budget in its (sub, outcome) aggregate, opening
+   * it when there is none; returns the aggregate's count.
+   */
+  private fold(record: AuditRecord, closes: number): number {
+    const sql = this.ctx.storage.sql
+    const stored = sql.exec<{ record: string }>('SELECT record FROM refusal_aggregate WHERE sub = ? AND outcome = ?', record.sub, record.outcome)
+      .toArray()[0]
+    let aggregate: AuditRecord
+    if (stored) {
+      const open = JSON.parse(stored.record) as AuditRecord
+      const same = (column: 'tool' | 'error_code' | 'client_name' | 'client_version') => (open[column] === record[column] ? open[column] : null)
+      aggregate = {
+        ...open,
+        tool: same('tool'),
+        error_code: same('error_code'),
+        client_name: same('client_name'),
+        client_version: same('client_version'),
+        count: (open.count ?? 0) + 1,
+        last_request_id: record.request_id,
+      }
+    } else {
+      aggregate = {
+        ...record,
+        input_json: null,
+        input_bytes: null,
+        input_sha256: null,
+        count: 1,
+        first_request_id: record.request_id,
+        last_request_id: record.request_id,
+      }
+    }
+    sql.exec('INSERT OR REPLACE INTO refusal_aggregate (sub, outcome, closes, record) VALUES (?, ?, ?, ?)',
+      record.sub, record.outcome, closes, JSON.stringify(aggregate))
+    return aggregate.count ?? 1
+  }
+
+  /** Seals the aggregates of windows closed by `now` and forgets those windows' budgets. */
+  private async closeWindows(now: number): Promise<void> {
+    if (now < this.nextClose) return
+    await this.sealAggregates(now)
+    this.ctx.storage.sql.exec('DELETE FROM refusal_window WHERE closes <= ?', now)
+    this.nextClose = this.earliestClose()
+  }
+
+  /** Seals, in the order their windows close, every aggregate whose window closes by `until`. Runs inside serial(). */
+  private async sealAggregates(until: number): Promise<void> {
+    const sql = this.ctx.storage.sql
+    const due = sql.exec<{ sub: string; outcome: string; record: string }>(
+      'SELECT sub, outcome, record FROM refusal_aggregate WHERE closes <= ? ORDER BY closes, sub, outcome', until,
+    ).toArray()
+    for (const aggregate of due) {
+      const sealed = await sealRow(JSON.parse(aggregate.record) as AuditRecord, this.head)
+      this.ctx.storage.transactionSync(() => {
+        sql.exec('DELETE FROM refusal_aggregate WHERE sub = ? AND outcome = ?', aggregate.sub, aggregate.outcome)
+        this.accept(sealed)
+      })
+    }
+    if (due.length > 0) this.afterAccept()
+  }
+
+  private earliestClose(): number {
+    const closes = this.ctx.storage.sql.exec<{ closes: number | null }>('SELECT min(closes) AS closes FROM refusal_window').one().closes
+    return closes ?? Number.POSITIVE_INFINITY
+  }
+
+  /** Makes sure the alarm fires by `at` (an earlier alarm, e.g. a flush retry, is kept). */
+  private async alarmBy(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm()
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at)
   }
 
   private pending(): number {

@@ -2,7 +2,8 @@
 //
 // Reads and refusals are recorded before their answer is sent: the record goes
 // to the caller's chain's AuditSequencer (one writer per chain), which holds
-// it durably in its outbox once `appendMany` returns. The rows of an
+// it durably in its outbox once `appendMany` returns (a refusal past its
+// sub's refusal budget is folded into that window's aggregate row). The rows of an
 // isolate's concurrent calls travel together (src/lane.ts): a row is sent at
 // once when no append to its chain is in flight, else it waits for that one
 // and goes with every row then waiting, in one request. If the sequencer

@@ -67,6 +67,12 @@ export interface PolicyInput {
   maxQueryVisitedRows: number
   /** Tables `execute_query` may read. */
   queryableTables: readonly string[]
+  /**
+   * Refusals (denied, invalid_input, rate_limited) per `sub` per window that
+   * get an audit row each; past it, the sub's refusals in that window are
+   * counted in one aggregate row per outcome (src/audit/sequencer.ts).
+   */
+  refusalBudget: { limit: number; windowSeconds: number }
 }
 
 export interface Policy {
@@ -78,6 +84,7 @@ export interface Policy {
   maxQueryBytes: number
   maxQueryVisitedRows: number
   queryableTables: readonly string[]
+  refusalBudget: { limit: number; windowSeconds: number }
 }
 
 const PERSONAL_DATA = ['email', 'phone', 'address'] as const
@@ -122,6 +129,8 @@ export const POLICY_INPUT: PolicyInput = {
   // simple loops) and at most 10 M rows read on the D1 bill per query
   maxQueryVisitedRows: 10_000_000,
   queryableTables: ['customers', 'orders', 'products', 'tickets'],
+  // two refusals a second: a confused client leaves a readable trail, a flood a bounded one
+  refusalBudget: { limit: 120, windowSeconds: 60 },
 }
 
 export class PolicyError extends Error {
@@ -168,6 +177,10 @@ export function validatePolicy(input: PolicyInput): Policy {
   if (!(input.maxQueryRows > 0)) throw new PolicyError('policy: maxQueryRows must be positive')
   if (!(input.maxQueryBytes > 0)) throw new PolicyError('policy: maxQueryBytes must be positive')
   if (!(input.maxQueryVisitedRows >= 1)) throw new PolicyError('policy: maxQueryVisitedRows must be at least 1')
+  const budget = input.refusalBudget
+  if (!(Number.isSafeInteger(budget.limit) && budget.limit >= 0 && Number.isSafeInteger(budget.windowSeconds) && budget.windowSeconds > 0)) {
+    throw new PolicyError('policy: refusalBudget needs an integer limit >= 0 and a positive integer windowSeconds')
+  }
   for (const table of input.queryableTables) {
     if (!/^[a-z_][a-z0-9_]*$/.test(table) || table.startsWith('sqlite_') || table.startsWith('audit_')) {
       throw new PolicyError(`policy: table "${table}" cannot be queryable`)
@@ -183,6 +196,7 @@ export function validatePolicy(input: PolicyInput): Policy {
     maxQueryBytes: input.maxQueryBytes,
     maxQueryVisitedRows: input.maxQueryVisitedRows,
     queryableTables: input.queryableTables,
+    refusalBudget: { ...budget },
   }
 }
 

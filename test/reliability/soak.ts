@@ -7,8 +7,11 @@
 // mutation (create_ticket), invalid arguments, 403 (a tool the role lacks),
 // 429 (60 calls per user per minute, 5 in flight, are far below the offered
 // load). Then, from the D1 file:
-//   - every answered call has exactly one audit row (by X-Request-Id), and
-//     there is no row for a request that was not made;
+//   - every answered call has exactly one audit row (by X-Request-Id), or,
+//     past its user's refusal budget, is counted in one of the user's
+//     aggregate rows (per user, the calls without a row of their own are
+//     exactly the aggregates' counts), and there is no row for a request
+//     that was not made;
 //   - the hash chain verifies (scripts/audit-verify.ts, the same code);
 //   - no user got more calls past the limiter than the policy allows: the
 //     rows charged (every outcome but rate_limited and denied) of one user in
@@ -174,7 +177,7 @@ async function waitForAuditRows(persist: string, expected: number): Promise<numb
   const until = Date.now() + 90_000
   let n = 0
   while (Date.now() < until) {
-    n = Number(d1(persist, 'SELECT count(*) AS n FROM audit_log')[0]?.['n'] ?? 0)
+    n = Number(d1(persist, 'SELECT coalesce(sum(coalesce(count, 1)), 0) AS n FROM audit_log')[0]?.['n'] ?? 0)
     if (n >= expected) return n
     await new Promise((r) => setTimeout(r, 2000))
   }
@@ -275,17 +278,28 @@ async function main(): Promise<void> {
 
     assert.ok(answers.filter((a) => a.expect === 'denied').every((a) => a.status === 403), 'every call outside the role was denied')
 
-    // ---- audit: one row per answered call, nothing else
+    // ---- audit: one row per answered call (or a count in an aggregate row, past the refusal budget), nothing else
     const rows = await waitForAuditRows(persist, answers.length)
-    const audit = d1(persist, 'SELECT request_id, sub, ts, outcome FROM audit_log ORDER BY seq')
+    const audit = d1(persist, 'SELECT request_id, sub, ts, outcome, count, first_request_id, last_request_id FROM audit_log ORDER BY seq')
+    const singles = audit.filter((r) => r['count'] === null)
+    const aggregates = audit.filter((r) => r['count'] !== null)
     const perId = new Map<string, number>()
-    for (const row of audit) perId.set(String(row['request_id']), (perId.get(String(row['request_id'])) ?? 0) + 1)
-    const missing = answers.filter((a) => !perId.has(a.requestId!))
+    for (const row of singles) perId.set(String(row['request_id']), (perId.get(String(row['request_id'])) ?? 0) + 1)
+    const folded = answers.filter((a) => !perId.has(a.requestId!))
+    // Per user, the calls without a row of their own are exactly what its aggregate rows count.
+    let missing = 0
+    for (const user of users) {
+      const without = folded.filter((a) => a.sub === user.sub).length
+      const counted = aggregates.filter((r) => r['sub'] === user.sub).reduce((n, r) => n + Number(r['count']), 0)
+      missing += Math.abs(without - counted)
+    }
     const doubled = [...perId].filter(([, n]) => n > 1)
     const asked = new Set(answers.map((a) => a.requestId))
+    const foldedIds = new Set(folded.map((a) => a.requestId))
     const strangers = [...perId.keys()].filter((id) => !asked.has(id))
-    console.log(`soak audit: ${rows} rows for ${answers.length} answered calls; ${missing.length} calls without a row, ${doubled.length} request ids with more than one, ${strangers.length} rows for no call`)
-    assert.equal(missing.length, 0, 'every answered call has an audit row')
+      .concat(aggregates.flatMap((r) => [String(r['first_request_id']), String(r['last_request_id'])]).filter((id) => !foldedIds.has(id)))
+    console.log(`soak audit: ${rows} calls in ${audit.length} rows (${aggregates.length} aggregates counting ${folded.length}) for ${answers.length} answered calls; ${missing} calls neither with a row nor counted, ${doubled.length} request ids with more than one, ${strangers.length} rows for no call`)
+    assert.equal(missing, 0, 'every answered call has an audit row or is counted in an aggregate row')
     assert.equal(doubled.length, 0, 'no call has two audit rows')
     assert.equal(strangers.length, 0, 'no audit row without a call')
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
-  AUDIT_COLUMNS, CANONICAL_COLUMNS, GENESIS, GENESIS_HASH, canonicalRow, normalizeRecord, rowHash, sealRow,
+  AUDIT_COLUMNS, CANONICAL_COLUMNS, GENESIS, OPTIONAL_CANONICAL_COLUMNS, GENESIS_HASH, canonicalRow, normalizeRecord, rowHash, sealRow,
   sha256Hex, toAuditRow, verifyChain, verifyFromRows, type AuditRecord, type AuditRow,
 } from '../../src/audit/chain.ts'
 
@@ -50,7 +50,7 @@ describe('canonicalRow and rowHash', () => {
     const row = await sealRow(record(1, { client_name: undefined }), GENESIS)
     const parsed = JSON.parse(canonicalRow(row)) as Record<string, unknown>
     expect(Object.keys(parsed)).toEqual([...CANONICAL_COLUMNS])
-    expect(AUDIT_COLUMNS).toEqual([...CANONICAL_COLUMNS, 'hash'])
+    expect(AUDIT_COLUMNS).toEqual([...CANONICAL_COLUMNS, 'hash', ...OPTIONAL_CANONICAL_COLUMNS])
     expect(parsed.client_name).toBeNull()
     expect(parsed.error_code).toBeNull()
     expect(canonicalRow(row)).toContain('"seq":1,"ts":"2026-01-01T00:00:01.000Z"')
@@ -78,6 +78,32 @@ describe('canonicalRow and rowHash', () => {
       expect(await rowHash(row.prev_hash, { ...row, [column]: changed }), column).not.toBe(row.hash)
     }
     expect(await rowHash('1'.repeat(64), row)).not.toBe(row.hash)
+  })
+
+  it('a row without the later columns hashes as before they existed, so old rows still verify', async () => {
+    const row = await sealRow(record(1), GENESIS)
+    const before: Record<string, unknown> = {}
+    for (const column of CANONICAL_COLUMNS) before[column] = row[column] ?? null
+    expect(canonicalRow(row)).toBe(JSON.stringify(before))
+    expect(row.hash).toBe(await sha256Hex(`${GENESIS_HASH}\n${JSON.stringify(before)}`))
+    const stored = toAuditRow({ ...row, input_bytes: undefined, count: undefined }) // as a D1 read of an old row
+    expect(await verifyChain([stored], GENESIS)).toMatchObject({ ok: true, count: 1 })
+  })
+
+  it('the later columns, when set, follow prev_hash in their order and are covered by the hash', async () => {
+    const row = await sealRow(record(1, {
+      outcome: 'denied', input_bytes: 4100, input_sha256: 'd'.repeat(64), count: 7, first_request_id: 'r1', last_request_id: 'r7',
+    }), GENESIS)
+    const keys = Object.keys(JSON.parse(canonicalRow(row)) as object)
+    expect(keys).toEqual([...CANONICAL_COLUMNS, ...OPTIONAL_CANONICAL_COLUMNS])
+    for (const column of OPTIONAL_CANONICAL_COLUMNS) {
+      const value = row[column]
+      const changed = typeof value === 'number' ? value + 1 : `${String(value)}!`
+      expect(await rowHash(row.prev_hash, { ...row, [column]: changed }), column).not.toBe(row.hash)
+      expect(await rowHash(row.prev_hash, { ...row, [column]: null }), `${column} erased`).not.toBe(row.hash)
+    }
+    expect(() => normalizeRecord(record(1, { count: 0 }))).toThrow(/count/)
+    expect(() => normalizeRecord(record(1, { input_bytes: 1.5 }))).toThrow(/input_bytes/)
   })
 
   it('a string cannot be confused with a number or null in the canonical row', async () => {

@@ -3,8 +3,8 @@
 // phone number or e-mail cannot be brute-forced from the row.
 import { describe, expect, it } from 'vitest'
 import type { Principal } from '../../src/auth/principal.ts'
-import { sha256Hex } from '../../src/audit/chain.ts'
-import { auditRecord } from '../../src/audit/record.ts'
+import { REFUSAL_OUTCOMES, sha256Hex } from '../../src/audit/chain.ts'
+import { auditRecord, redactedJson } from '../../src/audit/record.ts'
 import type { CallFacts } from '../../src/audit/record.ts'
 
 const principal: Principal = { sub: 'alice', scopes: new Set(['customers:read']), role: 'read-only', tokenId: 'jti-1', clientId: undefined }
@@ -87,5 +87,46 @@ describe('audit record: caller-chosen text is capped and scrubbed (issue #13, it
 
   it('a known tool name is kept as it is', async () => {
     expect((await recordFor('get_customer')).tool).toBe('get_customer')
+  })
+})
+
+describe('refusal rows are compact (issue #21, item 4)', () => {
+  const big = (email: string) => ({ query: `SELECT * FROM customers WHERE email = '${email}' -- ${'x'.repeat(4096)}` })
+  const refused = (args: unknown, outcome: (typeof REFUSAL_OUTCOMES)[number] = 'denied') =>
+    auditRecord({ ...facts('execute_query'), toolArguments: args }, { outcome, httpStatus: 403, errorCode: 'insufficient_scope' })
+
+  it('a refusal keeps at most 256 bytes of its redacted arguments, plus their whole size and digest', async () => {
+    for (const outcome of REFUSAL_OUTCOMES) {
+      const record = await refused(big('ada@example.com'), outcome)
+      const whole = JSON.stringify({ query: big('[redacted-email]').query })
+      expect(new TextEncoder().encode(record.input_json ?? '').byteLength).toBeLessThanOrEqual(256)
+      expect(record.input_json).toContain('[truncated')
+      expect(record.input_json).not.toContain('ada@example.com')
+      expect(record.input_bytes).toBe(new TextEncoder().encode(whole).byteLength)
+      expect(record.input_sha256).toBe(await sha256Hex(whole))
+      expect(record.input_sha256).toBe(await sha256Hex(redactedJson(JSON.stringify(big('ada@example.com')), new Set())))
+    }
+  })
+
+  it('the digest of refused arguments reveals nothing redaction hid: it is the same whatever the redacted values were', async () => {
+    const a = await refused(big('ada@example.com'))
+    const b = await refused(big('grace@example.org'))
+    expect(a.input_sha256).toBe(b.input_sha256)
+    const c = await refused({ ...big('ada@example.com'), query: big('ada@example.com').query + ' LIMIT 1' })
+    expect(c.input_sha256).not.toBe(a.input_sha256)
+  })
+
+  it('a call that is not refused keeps 4 KiB of arguments and no argument size or digest', async () => {
+    const record = await auditRecord({ ...facts('execute_query'), toolArguments: big('ada@example.com') }, { outcome: 'tool_error', httpStatus: 200 })
+    const bytes = new TextEncoder().encode(record.input_json ?? '').byteLength
+    expect(bytes).toBeGreaterThan(4000)
+    expect(bytes).toBeLessThanOrEqual(4096)
+    expect(record.input_bytes).toBeNull()
+    expect(record.input_sha256).toBeNull()
+  })
+
+  it('a refusal without arguments has no argument columns', async () => {
+    const record = await refused(undefined)
+    expect([record.input_json, record.input_bytes, record.input_sha256]).toEqual([null, null, null])
   })
 })

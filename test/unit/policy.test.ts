@@ -154,6 +154,14 @@ describe('validatePolicy refuses an inconsistent table', () => {
     expect(variant((p) => ({ ...p, scopes: { ...p.scopes, 'two words': 'x' } }))).toThrow(PolicyError)
   })
 
+  it('refuses a refusal budget that is not a whole count per positive whole window', () => {
+    expect(POLICY_INPUT.refusalBudget).toEqual({ limit: 120, windowSeconds: 60 })
+    for (const refusalBudget of [{ limit: -1, windowSeconds: 60 }, { limit: 1.5, windowSeconds: 60 }, { limit: 120, windowSeconds: 0 }, { limit: 120, windowSeconds: Number.NaN }]) {
+      expect(variant((p) => ({ ...p, refusalBudget }))).toThrow(/refusalBudget/)
+    }
+    expect(validatePolicy({ ...POLICY_INPUT, refusalBudget: { limit: 0, windowSeconds: 1 } }).refusalBudget).toEqual({ limit: 0, windowSeconds: 1 })
+  })
+
   it('refuses a scope that no tool requires', () => {
     expect(variant((p) => ({ ...p, scopes: { ...p.scopes, 'unused:read': 'x' } }))).toThrow(/"unused:read" is required by no tool/)
   })
