@@ -3,7 +3,9 @@
 // loopback, its own persisted local D1 seeded with schema.sql + demo data).
 //
 // Soak: SOAK_CALLS (5000) tools/call at SOAK_IN_FLIGHT (50) in flight over 10
-// users (read-only, editor, admin), mixed tools and outcomes: successes, a
+// users (read-only, editor, admin), then SOAK_AGENT_CALLS (5000) get_customer
+// calls over SOAK_AGENTS (2000) read-only subjects round robin (each of them
+// exactly one row). The mix: mixed tools and outcomes: successes, a
 // mutation (create_ticket), invalid arguments, 403 (a tool the role lacks),
 // 429 (60 calls per user per minute, 5 in flight, are far below the offered
 // load). Then, from the D1 file:
@@ -61,6 +63,9 @@ import { startUpstashProxy } from '../support/upstash-proxy.ts'
 const CALLS = Number(process.env['SOAK_CALLS'] ?? 5000)
 const IN_FLIGHT = Number(process.env['SOAK_IN_FLIGHT'] ?? 50)
 const SOAK_DEADLINE_MS = Number(process.env['SOAK_DEADLINE_MS'] ?? 240_000)
+/** The many-agents phase: SOAK_AGENT_CALLS get_customer calls over SOAK_AGENTS read-only subjects, round robin. */
+const AGENTS = Number(process.env['SOAK_AGENTS'] ?? 2000)
+const AGENT_CALLS = Number(process.env['SOAK_AGENT_CALLS'] ?? 5000)
 const REQUEST_TIMEOUT_MS = 60_000
 const ISSUER = 'https://issuer.soak.invalid'
 const AUDIENCE = 'https://bastion.soak.invalid/mcp'
@@ -302,6 +307,37 @@ async function main(): Promise<void> {
     assert.equal(missing, 0, 'every answered call has an audit row or is counted in an aggregate row')
     assert.equal(doubled.length, 0, 'no call has two audit rows')
     assert.equal(strangers.length, 0, 'no audit row without a call')
+
+    // ---- many agents: every call of thousands of short-lived subjects has its row
+    const agents = await Promise.all(
+      Array.from({ length: AGENTS }, async (_, i) => `Bearer ${await mintDevToken({ role: 'read-only', sub: `agent-${i}`, ttlSeconds: 3600, env })}`),
+    )
+    const agentIds: string[] = []
+    const agentFailures: string[] = []
+    let nextAgentCall = 0
+    const agentStart = Date.now()
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (nextAgentCall < AGENT_CALLS) {
+          const k = nextAgentCall++
+          try {
+            const r = await post(url, agents[k % agents.length]!, 'get_customer', { customerId: 'cus_007' })
+            if (r.status === 200 && r.requestId && !r.body.includes('"isError":true')) agentIds.push(r.requestId)
+            else agentFailures.push(`${r.status}: ${r.body.slice(0, 200)}`)
+          } catch (error) {
+            agentFailures.push(error instanceof Error ? error.message : String(error))
+          }
+        }
+      }),
+    )
+    await waitForAuditRows(persist, answers.length + AGENT_CALLS)
+    const agentRows = new Map<string, number>()
+    for (const row of d1(persist, "SELECT request_id FROM audit_log WHERE sub LIKE 'agent-%'")) agentRows.set(String(row['request_id']), (agentRows.get(String(row['request_id'])) ?? 0) + 1)
+    const agentMissing = agentIds.filter((id) => agentRows.get(id) !== 1).length
+    console.log(`soak agents: ${agentIds.length}/${AGENT_CALLS} calls served in ${((Date.now() - agentStart) / 1000).toFixed(0)} s at ${IN_FLIGHT} in flight over ${AGENTS} subjects; ${agentRows.size} rows; ${agentMissing} served calls without exactly one row${agentFailures.length ? `; first failure: ${agentFailures[0]}` : ''}`)
+    assert.equal(agentFailures.length, 0, 'every agent call is served')
+    assert.equal(agentRows.size, AGENT_CALLS, `exactly ${AGENT_CALLS} agent rows`)
+    assert.equal(agentMissing, 0, 'every agent call has exactly one audit row')
 
     // ---- limits: what passed the limiter stays within the policy
     let worst = 0
