@@ -78,14 +78,15 @@ function counted<T extends object>(ns: T, name: 'LIMITER' | 'AUDIT_SEQUENCER'): 
       if (typeof value !== 'function') return value
       if (property !== 'get') return (value as (...a: unknown[]) => unknown).bind(target)
       return (...args: unknown[]) => {
-        const stub = (value as (...a: unknown[]) => object).apply(target, args)
+        const stub = Reflect.apply(value as (...a: unknown[]) => object, target, args)
         return new Proxy(stub, {
           get(s, p) {
             const member = Reflect.get(s, p, s) as unknown
             if (typeof member !== 'function' || typeof p !== 'string' || p === 'fetch' || p === 'connect') return member
             return (...a: unknown[]) => {
               counts[name] += 1
-              return (member as (...x: unknown[]) => unknown).apply(s, a)
+              // Reflect.apply: an RPC method's own `.apply` would be a remote call named "apply"
+              return Reflect.apply(member as (...x: unknown[]) => unknown, s, a)
             }
           },
         })

@@ -11,14 +11,9 @@
 //              commit runs), against the same update alone (db.batch): the
 //              price of atomicity
 // Prints median and p95 in µs per call.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { getPlatformProxy, unstable_splitSqlQuery } from 'wrangler'
 import { auditRecord, type CallFacts } from '../../src/audit/record.ts'
 import { appendAudit, commitWithAudit } from '../../src/audit/store.ts'
-import { demoDataStatements } from '../demo-data.ts'
-import { ROOT } from '../lib/dev-env.ts'
+import { withLocalD1 } from './local-d1.ts'
 
 const ITERATIONS = Number(process.env['BENCH_ITERATIONS'] ?? 300)
 
@@ -40,14 +35,7 @@ async function measure(name: string, fn: (i: number) => Promise<unknown>): Promi
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'bastion-bench-'))
-  process.env['WRANGLER_SEND_METRICS'] = 'false'
-  const proxy = await getPlatformProxy<{ DB: D1Database }>({ configPath: join(ROOT, 'wrangler.toml'), persist: { path: dir } })
-  try {
-    const db = proxy.env.DB
-    for (const q of unstable_splitSqlQuery(readFileSync(join(ROOT, 'schema.sql'), 'utf8'))) await db.prepare(q).run()
-    await db.batch(demoDataStatements().map((s) => db.prepare(s)))
-
+  await withLocalD1(async (db) => {
     const customer = await db.prepare("SELECT * FROM customers WHERE id = 'cus_001'").first()
     const output = JSON.stringify({ customer })
     const facts: CallFacts = {
@@ -69,10 +57,7 @@ async function main() {
       db.prepare("UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = 'ord_0001'").bind(statuses[Math.abs(i) % 2], new Date().toISOString())
     await measure('mutation alone (db.batch)', (i) => db.batch([update(i)]))
     await measure('mutation + audit row (one batch)', (i) => commitWithAudit(db, [update(i)], record))
-  } finally {
-    await proxy.dispose()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 main().catch((error: unknown) => {

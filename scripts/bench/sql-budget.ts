@@ -10,17 +10,12 @@
 //   npx tsx scripts/bench/sql-budget.ts
 // Median and p95 over the shared legit table, the attack table, and the
 // over-budget products the budget exists for.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { getPlatformProxy, unstable_splitSqlQuery } from 'wrangler'
 import { POLICY } from '../../src/policy/policy.ts'
 import { checkBeforeRun, type ExecuteOptions } from '../../src/sql/execute.ts'
 import { guardQuery } from '../../src/sql/guard.ts'
 import { pricePlan, readTableStats, type PlanRow } from '../../src/sql/plan-budget.ts'
 import { ATTACKS, BUSINESS_TABLES, LEGIT } from '../../test/support/sql-cases.ts'
-import { demoDataStatements } from '../demo-data.ts'
-import { ROOT } from '../lib/dev-env.ts'
+import { withLocalD1 } from './local-d1.ts'
 
 const ROUNDS = Number(process.env['BENCH_ITERATIONS'] ?? 10)
 const opts: ExecuteOptions = { allowedTables: BUSINESS_TABLES, maxRows: 500, maxBytes: 256 * 1024, maxVisitedRows: POLICY.maxQueryVisitedRows }
@@ -35,13 +30,7 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'bastion-bench-'))
-  process.env['WRANGLER_SEND_METRICS'] = 'false'
-  const proxy = await getPlatformProxy<{ DB: D1Database }>({ configPath: join(ROOT, 'wrangler.toml'), persist: { path: dir } })
-  try {
-    const db = proxy.env.DB
-    for (const q of unstable_splitSqlQuery(readFileSync(join(ROOT, 'schema.sql'), 'utf8'))) await db.prepare(q).run()
-    await db.batch(demoDataStatements().map((s) => db.prepare(s)))
+  await withLocalD1(async (db) => {
     await db.prepare('PRAGMA optimize=0x10002').run()
     const sets = [
       ['legit', LEGIT.map((c) => c.sql)],
@@ -100,9 +89,7 @@ async function main(): Promise<void> {
         `sql checks ${name} (${queries.length} queries, ${refused / ROUNDS} refused): median / p95 guard ${line(guardOnly, 1)}, pricing ${pricing.length > 0 ? line(pricing, 2) : '-'} (${inputs.length} plans), end to end on local D1 ${line(all, 0)}`,
       )
     }
-  } finally {
-    await proxy.dispose()
-  }
+  })
 }
 
 main().catch((error: unknown) => {
