@@ -12,8 +12,9 @@
 //               follows the same one (write-behind, alarms and GC of the one
 //               before land in the next round).
 //   fetch floor  Worker CPU of one bare fetch to the store stand-in: an HTTP
-//               store costs at least two per call (check; release), so it
-//               bounds the ratio any HTTP store can reach on this machine.
+//               store costs at least one per call (the check; releases ride
+//               on later checks), so it bounds the ratio any HTTP store can
+//               reach on this machine.
 // State (D1, Durable Objects) lives on tmpfs (/dev/shm) when there is one:
 // local SQLite fsyncs each commit to this VM's disk while blocking the Worker
 // thread, which production storage does not do; BENCH_LIMITS_STATE=disk keeps
@@ -198,7 +199,7 @@ export async function runLimitsBench(log: (line: string) => void = console.log):
     }
     log(`limits state on ${STATE_ROOT === '/dev/shm' ? 'tmpfs (/dev/shm)' : `disk (${STATE_ROOT})`}`)
     const offCpu = throughput.off.workerCpuMsPerReq
-    log(`limits bare fetch to the store: ${(fetchFloorMs * 1000).toFixed(0)} µs Worker CPU each; an HTTP store needs 2 per call (check, release): with off at ${offCpu.toFixed(2)} ms/req, at best ×${(offCpu / (offCpu + 2 * fetchFloorMs)).toFixed(2)} of off in Worker CPU here, before any client or store work`)
+    log(`limits bare fetch to the store: ${(fetchFloorMs * 1000).toFixed(0)} µs Worker CPU each; an HTTP store needs 1 per call (the check; releases ride on later checks): with off at ${offCpu.toFixed(2)} ms/req, at best ×${(offCpu / (offCpu + fetchFloorMs)).toFixed(2)} of off in Worker CPU here, before any client or store work`)
     log(`limits local Upstash store (Node proxy + redis-server) CPU ${median(storeCpu).toFixed(2)} ms per call on the same ${cpus().length} cores (not the Worker's: on Upstash it runs on their machines)`)
     return { checkMedianMicros, throughput, storeCpuMsPerCall: median(storeCpu), fetchFloorMs, stateOn: STATE_ROOT }
   } finally {

@@ -122,6 +122,7 @@
  * subquery in FROM, and keeps the inner ORDER BY for the outer scan.
  */
 import { FormattedSyntaxError, parse } from 'sql-parser-cst'
+import { powerOfTen } from './plan-budget.ts'
 import type { Node, Program } from 'sql-parser-cst'
 
 export interface GuardOptions {
@@ -762,7 +763,7 @@ function countHeavyRead(rawName: string, rows: number, ctx: WalkContext): void {
   if (reader.product > MAX_JOINED_ROWS) {
     throw new Refused(
       'unbounded_recursion',
-      `${clip(rawName)} is (or is built on) a recursive CTE of up to ${rows} rows, and the recursive CTEs read together in one query multiply to over ${MAX_JOINED_ROWS} rows; read a recursive CTE only once, or lower its LIMIT`,
+      `this query would visit about ${powerOfTen(reader.product)} rows or more: ${clip(rawName)} is (or is built on) a recursive CTE of up to ${rows} rows, and the recursive CTEs read together in one query multiply to over ${MAX_JOINED_ROWS} rows; read a recursive CTE only once, or lower its LIMIT`,
     )
   }
 }
