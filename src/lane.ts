@@ -53,7 +53,7 @@ export async function sendWaiting<T, R>(lane: Lane<T>, send: (items: T[]) => Pro
   }
 }
 
-export interface DeliverOptions {
+interface DeliverOptions {
   /** How long the item waits for another request to take it before its owner sends (0: only while a send is in flight). */
   waitMs: number
   /** How often the owner looks at its item's state. */
@@ -65,7 +65,7 @@ export interface DeliverOptions {
 }
 
 /** The item's sender failed and the lane was told not to resend it. */
-export class LaneSendFailed extends Error {
+class LaneSendFailed extends Error {
   override readonly name = 'LaneSendFailed'
 }
 

@@ -66,7 +66,7 @@ export interface TableStats {
   indexes: ReadonlyMap<string, IndexInfo>
 }
 
-export type PlanPrice =
+type PlanPrice =
   | { ok: true; rows: number }
   | { ok: false; reason: 'unreadable'; message: string }
 
@@ -85,7 +85,7 @@ interface Scope {
 }
 
 /** What the SQL guard learnt from the query's text (GuardResult). */
-export interface QueryNames {
+interface QueryNames {
   /** each recursive CTE's most rows, by lower-case name */
   recursiveRows: ReadonlyMap<string, number>
   /** the tables or CTEs each table alias stands for */
