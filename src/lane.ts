@@ -85,7 +85,10 @@ export async function deliver<T>(lane: Lane<T>, item: T, opts: DeliverOptions, s
   while (mine.state === 'queued' && lane.sending > 0 && opts.waitMs === 0 && Date.now() < deadline) await sleep(opts.pollMs)
   while (mine.state === 'sending' && Date.now() < deadline) await sleep(opts.pollMs)
   if (mine.state === 'done') return
-  if (mine.state === 'failed' && opts.onFailure === 'reject') throw new LaneSendFailed('the request that carried this item failed')
+  // its sender failed, or has not answered within timeoutMs (it may still deliver it)
+  if (mine.state !== 'queued' && opts.onFailure === 'reject') {
+    throw new LaneSendFailed(mine.state === 'failed' ? 'the request that carried this item failed' : 'the request that carried this item did not answer in time')
+  }
   if (mine.state !== 'queued') {
     // its sender failed or never answered: send it again
     const at = lane.entries.indexOf(mine)
