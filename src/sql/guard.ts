@@ -172,6 +172,8 @@ export type GuardResult = {
   recursiveRows: ReadonlyMap<string, number>
   /** the tables or CTEs each table alias stands for (lower case); subquery aliases are not listed */
   aliases: ReadonlyMap<string, ReadonlySet<string>>
+  /** product of the lengths of every literal `IN (...)` list: how often an equality search may repeat */
+  inListProduct: number
 } | GuardRefusal
 
 /** The tool's input limit, in UTF-16 code units (JavaScript string length). */
@@ -334,6 +336,7 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
     inLimit: false,
     recursiveRows: new Map(),
     aliases: new Map(),
+    inListProduct: 1,
   }
   try {
     walkQuery(statement, ctx)
@@ -351,6 +354,7 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
     tables: [...ctx.tables].sort(),
     recursiveRows: ctx.recursiveRows,
     aliases: ctx.aliases,
+    inListProduct: ctx.inListProduct,
   }
 }
 
@@ -471,6 +475,8 @@ interface WalkContext {
   recursiveRows: Map<string, number>
   /** what each table alias names (tables or CTEs, lower case), over the whole query */
   aliases: Map<string, Set<string>>
+  /** product of the lengths of the literal IN (...) lists, over the whole query */
+  inListProduct: number
 }
 
 type NodeOf<T extends Node['type']> = Extract<Node, { type: T }>
@@ -818,6 +824,8 @@ function walkIn(node: NodeOf<'binary_expr'>, ctx: WalkContext): void {
   if (right.type === 'string_literal') return checkTable(right.value, false, ctx)
   if (right.type === 'member_expr') return checkQualifiedTable(right, ctx)
   if (right.type === 'func_call') throw tableFunction(right)
+  // a literal list repeats an index search once per value: the work budget multiplies by it
+  if (right.type === 'paren_expr' && right.expr.type === 'list_expr') ctx.inListProduct *= Math.max(1, right.expr.items.length)
   walkNode(right, ctx)
 }
 

@@ -24,8 +24,11 @@
  *     the table's rows; an automatic index = the table's rows per lookup,
  *     plus the table's rows once to build it; MULTI-INDEX OR = the sum of
  *     its branches. Nested loops multiply; every level's rows are visited;
- *   - `IN (SELECT ...)` repeats the equality searches of its scope once per
- *     row of the list;
+ *   - an IN list repeats equality searches: `IN (SELECT ...)` those of its
+ *     scope once per row of the list, a literal `IN (a, b, ...)` (the guard
+ *     reports the product of their lengths) every equality search once per
+ *     value, but never past the whole table (each distinct value is looked
+ *     up once);
  *   - a correlated subquery runs once per row of the loops before it; an
  *     uncorrelated one, a materialized view or co-routine once; compound
  *     members add up;
@@ -90,6 +93,8 @@ interface QueryNames {
   recursiveRows: ReadonlyMap<string, number>
   /** the tables or CTEs each table alias stands for */
   aliases: ReadonlyMap<string, ReadonlySet<string>>
+  /** product of the lengths of the query's literal IN (...) lists */
+  inListProduct: number
 }
 
 interface Walk {
@@ -97,6 +102,7 @@ interface Walk {
   stats: TableStats
   recursiveRows: ReadonlyMap<string, number>
   aliases: ReadonlyMap<string, ReadonlySet<string>>
+  inListProduct: number
   /** output rows of each co-routine / materialized subquery, by lower-case name */
   outputs: Map<string, number>
   /** the largest table or subquery output: the price of a name that resolves to neither */
@@ -123,7 +129,7 @@ const IGNORED = /^(USE TEMP B-TREE FOR (?:ORDER BY|GROUP BY|DISTINCT|(?:RIGHT PA
  * `names` what the guard read from the query.
  */
 export function pricePlan(plan: readonly PlanRow[], stats: TableStats, names: QueryNames): PlanPrice & { loops?: Loop[] } {
-  const { recursiveRows, aliases } = names
+  const { recursiveRows, aliases, inListProduct } = names
   if (plan.length === 0) return { ok: false, reason: 'unreadable', message: 'SQLite returned no query plan' }
   const children = new Map<number, PlanRow[]>()
   for (const row of plan) {
@@ -137,6 +143,7 @@ export function pricePlan(plan: readonly PlanRow[], stats: TableStats, names: Qu
     stats,
     recursiveRows,
     aliases,
+    inListProduct,
     outputs: new Map(),
     largest: Math.max(1, recursiveMax, ...stats.rows.values()),
     loops: [],
@@ -156,7 +163,9 @@ function priceScope(rows: readonly PlanRow[], walk: Walk): Scope {
   let work = 0
   // Pass 1: what runs once and what later lines refer to (subqueries
   // SQLite lists after the loops that use them).
-  let listRows = 1
+  // how often an equality search of this scope may repeat: once per value of
+  // each IN list that may feed it (literal lists anywhere, subquery lists here)
+  let listRows = walk.inListProduct
   for (const row of rows) {
     const sub = SUBPLAN.exec(row.detail)
     if (sub) {
@@ -171,7 +180,7 @@ function priceScope(rows: readonly PlanRow[], walk: Walk): Scope {
     if (subquery && subquery[1] === undefined) {
       const priced = priceScope(walk.children.get(row.id) ?? [], walk)
       work += priced.work
-      if (subquery[2] === 'LIST') listRows = Math.max(listRows, priced.rows)
+      if (subquery[2] === 'LIST') listRows *= Math.max(1, priced.rows)
     }
   }
   // Pass 2: the loops, nested in order.
@@ -222,7 +231,8 @@ function priceSubplan(row: PlanRow, name: string, walk: Walk): Scope {
   const step = parts.find((p) => p.detail === 'RECURSIVE STEP')
   if (setup === undefined && step === undefined) return priceScope(parts, walk)
   if (setup === undefined || step === undefined || parts.length !== 2) throw new Unreadable(`unknown recursive CTE layout in the query plan for ${name}`)
-  const limit = walk.recursiveRows.get(name) ?? Math.max(1, ...walk.recursiveRows.values())
+  const limit = walk.recursiveRows.get(name)
+  if (limit === undefined) throw new Unreadable(`the query plan has a recursive CTE ${name} the guard did not bound`)
   const first = priceScope(walk.children.get(setup.id) ?? [], walk)
   walk.recursing.push(name)
   const each = priceScope(walk.children.get(step.id) ?? [], walk)
@@ -258,15 +268,16 @@ function priceLoop(row: PlanRow, walk: Walk, listRows: number): { rows: number; 
   if (verb === 'SCAN') return { rows: tableRows, once: 0, what: `a scan of ${label} (${fmt(tableRows)} rows)` }
   const equalities = leadingEqualities(terms ?? '')
   const repeat = equalities > 0 ? listRows : 1
+  // an IN list never makes a search visit more than the whole table (SQLite looks each distinct value up once)
   if (using === 'INTEGER PRIMARY KEY') {
-    const rows = equalities > 0 ? repeat : tableRows
+    const rows = equalities > 0 ? Math.min(repeat, Math.max(1, tableRows)) : tableRows
     return { rows, once: 0, what: equalities > 0 ? `a rowid lookup in ${label}` : `a rowid range of ${label} (${fmt(rows)} rows)` }
   }
   if (using?.startsWith('AUTOMATIC')) {
-    return { rows: tableRows * repeat, once: tableRows, what: `an automatic index on ${label} (${fmt(tableRows)} rows, not indexed for this join)` }
+    return { rows: tableRows, once: tableRows, what: `an automatic index on ${label} (${fmt(tableRows)} rows, not indexed for this join)` }
   }
   const perKey = equalities > 0 && index !== undefined ? keyRows(index, equalities, tableRows) : tableRows
-  const rows = Math.min(tableRows, perKey) * repeat
+  const rows = Math.min(tableRows, perKey * repeat)
   return { rows, once: 0, what: equalities > 0 ? `an index search of ${label} (${fmt(rows)} rows a lookup)` : `an index range of ${label} (${fmt(rows)} rows)` }
 }
 

@@ -26,8 +26,8 @@ function plan(...lines: string[]): PlanRow[] {
   })
 }
 
-const price = (rows: PlanRow[], recursive: [string, number][] = [], aliases: [string, string[]][] = []) => {
-  const result = pricePlan(rows, stats, { recursiveRows: new Map(recursive), aliases: new Map(aliases.map(([a, t]) => [a, new Set(t)])) })
+const price = (rows: PlanRow[], recursive: [string, number][] = [], aliases: [string, string[]][] = [], inListProduct = 1) => {
+  const result = pricePlan(rows, stats, { recursiveRows: new Map(recursive), aliases: new Map(aliases.map(([a, t]) => [a, new Set(t)])), inListProduct })
   if (!result.ok) throw new Error(result.message)
   return result.rows
 }
@@ -77,7 +77,22 @@ describe('work budget: pricing a plan', () => {
 
   it('prices an uncorrelated subquery once, and repeats the equality searches it feeds with IN', () => {
     const rows = price(plan('3 0 SEARCH o USING INDEX orders_by_customer (customer_id=?)', '7 0 LIST SUBQUERY 1', '10 7 SCAN customers', '18 7 CREATE BLOOM FILTER'))
-    expect(rows).toBe(10_000 + 10_000 * 200)
+    // 10 000 values × 200 rows a key, but at most the whole table (1 000 000)
+    expect(rows).toBe(10_000 + 1e6)
+  })
+
+  it('repeats equality searches once per value of the literal IN lists, so a list cannot hide a product', () => {
+    // customer_id IN (30 values): 30 lookups of 200 rows each, not one
+    expect(price(plan('3 0 SEARCH o USING INDEX orders_by_customer (customer_id=?)'), [], [], 30)).toBe(6000)
+    // two IN lists feeding one scope multiply, up to the whole table per search
+    const rows = price(plan('3 0 SEARCH o USING INDEX orders_by_customer (customer_id=?)', '7 0 LIST SUBQUERY 1', '10 7 SCAN customers', '12 0 LIST SUBQUERY 2', '14 12 SCAN products'))
+    expect(rows).toBe(10_000 + 500 + 1e6)
+    expect(price(plan('3 0 SEARCH orders USING INTEGER PRIMARY KEY (rowid=?)'), [], [], 5)).toBe(5)
+  })
+
+  it('fails closed on a recursive CTE the guard did not bound', () => {
+    const result = pricePlan(plan('3 0 MATERIALIZE c', '8 3 SETUP', '9 8 SCAN CONSTANT ROW', '23 3 RECURSIVE STEP', '24 23 SCAN c'), stats, { recursiveRows: new Map(), aliases: new Map(), inListProduct: 1 })
+    expect(result).toMatchObject({ ok: false, reason: 'unreadable' })
   })
 
   it('prices a co-routine once and its scan by its output', () => {
@@ -113,7 +128,7 @@ describe('work budget: pricing a plan', () => {
     ['an unknown compound member', plan('1 0 COMPOUND QUERY', '2 1 SIDEWAYS SUBQUERY')],
     ['an empty plan', []],
   ])('fails closed on %s', (_, rows) => {
-    expect(pricePlan(rows, stats, { recursiveRows: new Map(), aliases: new Map() })).toMatchObject({ ok: false, reason: 'unreadable' })
+    expect(pricePlan(rows, stats, { recursiveRows: new Map(), aliases: new Map(), inListProduct: 1 })).toMatchObject({ ok: false, reason: 'unreadable' })
   })
 })
 

@@ -38,7 +38,7 @@ describe('SQL guard: legitimate queries pass', () => {
 describe('SQL guard: the rewritten query', () => {
   it('wraps exactly the statement, without surrounding comments or semicolons', () => {
     const result = guardQuery(' -- lead\n SELECT id FROM orders ORDER BY id /* tail */ ; -- end', opts)
-    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', tables: ['orders'], recursiveRows: new Map(), aliases: new Map() })
+    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', tables: ['orders'], recursiveRows: new Map(), aliases: new Map(), inListProduct: 1 })
   })
 
   it('reports each recursive CTE with its row bound (LIMIT plus OFFSET) for the work budget', () => {
@@ -59,6 +59,11 @@ describe('SQL guard: the rewritten query', () => {
   it('reports what each table alias stands for, so the work budget can price an aliased scan', () => {
     const result = guardQuery('WITH c AS (SELECT 1) SELECT * FROM orders AS o JOIN main.customers x ON x.id = o.customer_id, c AS y, (SELECT 1) AS s, products o', opts)
     expect(result).toMatchObject({ ok: true, aliases: new Map([['o', new Set(['orders', 'products'])], ['x', new Set(['customers'])], ['y', new Set(['c'])]]) })
+  })
+
+  it('reports the product of the literal IN list lengths, which the work budget multiplies equality searches by', () => {
+    const result = guardQuery("SELECT * FROM orders WHERE status IN ('paid', 'shipped') AND customer_id IN ('cus_001', 'cus_002', 'cus_003') AND id IN (SELECT id FROM orders)", opts)
+    expect(result).toMatchObject({ ok: true, inListProduct: 6 })
   })
 
   it('accepts quoted column aliases with spaces (they never appear in a plan)', () => {
