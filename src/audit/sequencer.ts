@@ -4,12 +4,13 @@
 // whose name is not 'chain-<n>' refuses every call.
 //
 // RPC methods:
-//   appendMany(records: AuditRecord[]): Promise<{ seq: number; hash: string }[]>
-//     append() for several records in one request, in the order given (one
-//     outbox transaction for all of them): how an isolate's rows arrive
-//     (src/audit/writer.ts batches the rows of concurrent calls).
+//   appendMany(records: AuditRecord[]): Promise<({ seq: number; hash: string } | { folded: number })[]>
+//     Several records in one request, in the order given: how the Worker
+//     sends every row (src/audit/writer.ts batches the rows of concurrent
+//     calls). A refusal is admitted as refuse() does, any other record as
+//     append() does.
 //   append(record: AuditRecord): Promise<{ seq: number; hash: string }>
-//     One row, whatever the outcome (the Worker sends refusals to refuse).
+//     One row, whatever the outcome (no refusal budget).
 //     Seals the record as head.seq + 1 in arrival order (chain.ts sealRow,
 //     the same canonical form audit:verify checks) and writes the sealed row
 //     to this object's own transactional storage (the `outbox` table) before
@@ -167,12 +168,10 @@ export class AuditSequencer extends DurableObject<Env> {
   async append(record: AuditRecord): Promise<{ seq: number; hash: string }> {
     const row = await this.serial(async () => {
       await this.closeWindows(Date.now())
-      const sealed = await sealRow(record, this.head)
-      this.ctx.storage.transactionSync(() => this.accept(sealed))
-      return sealed
+      return this.admitRow(record)
     })
     this.afterAccept()
-    return { seq: row.seq, hash: row.hash }
+    return row
   }
 
   async appendMany(records: AuditRecord[]): Promise<({ seq: number; hash: string } | { folded: number })[]> {
@@ -181,13 +180,7 @@ export class AuditSequencer extends DurableObject<Env> {
       await this.closeWindows(now)
       const out: ({ seq: number; hash: string } | { folded: number })[] = []
       for (const record of records) {
-        if (isRefusal(record.outcome)) {
-          out.push(await this.admitRefusal(normalizeRecord(record), now))
-        } else {
-          const sealed = await sealRow(record, this.head)
-          this.ctx.storage.transactionSync(() => this.accept(sealed))
-          out.push({ seq: sealed.seq, hash: sealed.hash })
-        }
+        out.push(isRefusal(record.outcome) ? await this.admitRefusal(normalizeRecord(record), now) : await this.admitRow(record))
       }
       return out
     })
@@ -199,6 +192,13 @@ export class AuditSequencer extends DurableObject<Env> {
     if (!isRefusal(refusal.outcome)) throw new TypeError(`refuse: "${refusal.outcome}" is not a refusal outcome`)
     const [result] = await this.appendMany([refusal])
     return result!
+  }
+
+  /** Seals `record` as the next row and accepts it. Inside serial(). */
+  private async admitRow(record: AuditRecord): Promise<{ seq: number; hash: string }> {
+    const sealed = await sealRow(record, this.head)
+    this.ctx.storage.transactionSync(() => this.accept(sealed))
+    return { seq: sealed.seq, hash: sealed.hash }
   }
 
   /** A refusal within its sub's budget becomes a row; past it, it is folded into the window's aggregate. Inside serial(). */

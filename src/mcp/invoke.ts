@@ -16,7 +16,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/server'
 import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
-import { capStructured, truncationMarker, type CapResult } from '../limits/cap-output.ts'
+import { capStructured, truncationMarker } from '../limits/cap-output.ts'
 import { estimateTokens } from '../limits/estimate.ts'
 import { ToolError, type ToolDefinition } from '../tools/define.ts'
 import type { ToolReport } from '../audit/audited-call.ts'
@@ -51,10 +51,9 @@ const MARKER_RESERVE = estimateTokens(
  * Cuts `output` so that the whole result as sent — `text` (the JSON and the
  * marker) plus the JSON of `value` (the structuredContent) — is within
  * `limit` estimated tokens, when any shape of it fits; `report` describes the
- * cut in terms of that whole result. `half` is the cut to half the cap (for the original size).
+ * cut in terms of that whole result, whose uncut size is `originalTokens`.
  */
-function fitWhole(tool: ToolDefinition, output: Record<string, unknown>, args: unknown, limit: number, half: CapResult<Record<string, unknown>>) {
-  const originalTokens = 2 * half.originalTokens
+function fitWhole(tool: ToolDefinition, output: Record<string, unknown>, args: unknown, limit: number, originalTokens: number) {
   let budget = Math.floor((limit - MARKER_RESERVE) / 2)
   for (let attempt = 0; ; attempt++) {
     const capped = capStructured(output, Math.max(0, budget))
@@ -120,13 +119,13 @@ export async function invokeTool(
     const output = (await abortable(work, signal, settings.timeoutMs)) as Record<string, unknown>
     const limit = settings.outputTokens
     // the JSON goes out twice (text and structuredContent): each copy gets half the cap
-    const half = capStructured(output, Math.floor(limit / 2))
-    if (!half.truncated) {
-      const json = JSON.stringify(output)
-      await record({ outcome: 'ok', errorCode: undefined, outputJson: json })
-      return { content: [{ type: 'text', text: json }], structuredContent: output }
+    const whole = JSON.stringify(output)
+    const wholeTokens = estimateTokens(whole)
+    if (wholeTokens <= Math.floor(limit / 2)) {
+      await record({ outcome: 'ok', errorCode: undefined, outputJson: whole })
+      return { content: [{ type: 'text', text: whole }], structuredContent: output }
     }
-    const { value, json, text, report } = fitWhole(tool, output, args, limit, half)
+    const { value, json, text, report } = fitWhole(tool, output, args, limit, 2 * wholeTokens)
     await record({ outcome: 'ok', errorCode: undefined, outputJson: json })
     return {
       content: [{ type: 'text', text }],
