@@ -5,6 +5,8 @@
 // Namespace import: `import { z }` makes esbuild keep zod's whole namespace object, all ~40 locales included (+370 KiB).
 import * as z from 'zod'
 import { isLogLevel, type LogLevel } from './log.ts'
+import { formatClaimPath, parseClaimPath, PRESET_NAMES, PRESETS, type ClaimMapping, type ClaimPath, type PresetName } from './auth/claims.ts'
+import { POLICY } from './policy/policy.ts'
 
 const FORBIDDEN_ALGORITHM = /^(none|HS\d+)$/i
 const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
@@ -58,6 +60,17 @@ const RawConfig = z
     RATE_LIMIT_FAIL_MODE: optionalText,
     AUDIT_CHAINS: optionalText,
     LIMIT_SHARDS: optionalText,
+    AUTH_PRESET: optionalText,
+    AUTH_SCOPE_CLAIMS: optionalText,
+    AUTH_ROLE_CLAIMS: optionalText,
+    AUTH_ROLE_MAP: optionalText,
+    AUTH_EXTRA_AUDIENCES: optionalText,
+    AUTH_INTROSPECTION_URL: optionalText.pipe(httpsUrl('AUTH_INTROSPECTION_URL').optional()),
+    AUTH_INTROSPECTION_CLIENT_ID: optionalText,
+    AUTH_INTROSPECTION_CLIENT_SECRET: optionalText,
+    AUTH_INTROSPECTION_CACHE_SECONDS: optionalText,
+    AUTH_INTROSPECTION_TIMEOUT_MS: optionalText,
+    AUTH_INTROSPECTION_RATE: optionalText,
   })
   .loose()
 
@@ -66,8 +79,17 @@ export interface Config {
   audience: string
   /** The RFC 9728 metadata URL for AUTH_AUDIENCE (path-suffixed form). */
   resourceMetadataUrl: string
-  /** Remote: AUTH_JWKS_URL with AUTH_JWKS_COOLDOWN_SECONDS (default 30) and AUTH_JWKS_CACHE_SECONDS (default 600). */
-  jwks: { kind: 'remote'; url: URL; cooldownSeconds: number; cacheSeconds: number } | { kind: 'local'; document: JwksDocument }
+  /** AUTH_AUDIENCE first, then AUTH_EXTRA_AUDIENCES: a token's `aud` must name one of them. */
+  audiences: string[]
+  /**
+   * Remote: AUTH_JWKS_URL with AUTH_JWKS_COOLDOWN_SECONDS (default 30) and AUTH_JWKS_CACHE_SECONDS (default 600).
+   * Absent when only introspection is configured.
+   */
+  jwks: { kind: 'remote'; url: URL; cooldownSeconds: number; cacheSeconds: number } | { kind: 'local'; document: JwksDocument } | undefined
+  /** AUTH_PRESET, AUTH_SCOPE_CLAIMS, AUTH_ROLE_CLAIMS, AUTH_ROLE_MAP: where scopes and roles come from. */
+  claims: ClaimMapping
+  /** AUTH_INTROSPECTION_*: RFC 7662 introspection of opaque access tokens. */
+  introspection: Introspection | undefined
   algorithms: string[]
   allowedOrigins: ReadonlySet<string>
   maxBodyBytes: number
@@ -89,6 +111,18 @@ export interface Config {
   limitShards: number
 }
 
+export interface Introspection {
+  url: URL
+  clientId: string
+  clientSecret: string
+  /** AUTH_INTROSPECTION_CACHE_SECONDS, default 60. */
+  cacheSeconds: number
+  /** AUTH_INTROSPECTION_TIMEOUT_MS, default 3000. */
+  timeoutMs: number
+  /** AUTH_INTROSPECTION_RATE, default 50: introspections of uncached tokens per second per isolate. */
+  ratePerSecond: number
+}
+
 export const DPOP_MODES = ['off', 'allowed', 'required'] as const
 export type DpopMode = (typeof DPOP_MODES)[number]
 
@@ -101,6 +135,55 @@ export type ConfigResult = { ok: true; config: Config } | { ok: false; setting: 
 
 function fail(setting: string, problem: string): ConfigResult {
   return { ok: false, setting, problem }
+}
+
+/** A comma list, trimmed, empty entries dropped. */
+function commaList(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((v) => v.trim()).filter(Boolean)
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; setting: string; problem: string }
+
+function claimPaths(setting: string, text: string): Parsed<ClaimPath[]> {
+  const paths: ClaimPath[] = []
+  for (const entry of commaList(text)) {
+    const path = parseClaimPath(entry)
+    if (!path) return { ok: false, setting, problem: `"${entry}" is not a claim path such as scp or realm_access.roles` }
+    paths.push(path)
+  }
+  return { ok: true, value: paths }
+}
+
+/** AUTH_PRESET + AUTH_SCOPE_CLAIMS + AUTH_ROLE_CLAIMS + AUTH_ROLE_MAP. */
+function claimMapping(raw: { AUTH_PRESET?: string | undefined; AUTH_SCOPE_CLAIMS?: string | undefined; AUTH_ROLE_CLAIMS?: string | undefined; AUTH_ROLE_MAP?: string | undefined }): Parsed<ClaimMapping> {
+  const presetName = raw.AUTH_PRESET?.toLowerCase()
+  if (presetName !== undefined && !(PRESET_NAMES as readonly string[]).includes(presetName)) {
+    return { ok: false, setting: 'AUTH_PRESET', problem: `must be one of ${PRESET_NAMES.join(', ')}` }
+  }
+  const preset = PRESETS[(presetName as PresetName | undefined) ?? 'native']
+  const scopeClaims = claimPaths('AUTH_SCOPE_CLAIMS', raw.AUTH_SCOPE_CLAIMS ?? preset.scopeClaims)
+  if (!scopeClaims.ok) return scopeClaims
+  if (scopeClaims.value.length === 0) return { ok: false, setting: 'AUTH_SCOPE_CLAIMS', problem: 'names no claim' }
+  const roleClaims = claimPaths('AUTH_ROLE_CLAIMS', raw.AUTH_ROLE_CLAIMS ?? preset.roleClaims)
+  if (!roleClaims.ok) return roleClaims
+  const overlap = roleClaims.value.find((r) => scopeClaims.value.some((s) => formatClaimPath(s) === formatClaimPath(r)))
+  if (overlap) return { ok: false, setting: 'AUTH_ROLE_CLAIMS', problem: `${formatClaimPath(overlap)} is also a scope claim` }
+  let roleMap: Map<string, string> | undefined
+  if (raw.AUTH_ROLE_MAP !== undefined) {
+    roleMap = new Map()
+    for (const entry of commaList(raw.AUTH_ROLE_MAP)) {
+      const at = entry.lastIndexOf('=')
+      const name = entry.slice(0, at).trim()
+      const role = entry.slice(at + 1).trim()
+      if (at <= 0 || !name || !role) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: `"${entry}" is not idp-name=policy-role` }
+      if (!POLICY.roles.has(role)) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: `${name} maps to "${role}", which is not a policy role (${[...POLICY.roles.keys()].join(', ')})` }
+      if (roleMap.has(name)) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: `${name} is mapped twice` }
+      roleMap.set(name, role)
+    }
+    if (roleMap.size === 0) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: 'maps no name' }
+    if (roleClaims.value.length === 0) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: 'is set but AUTH_ROLE_CLAIMS names no claim to read roles from' }
+  }
+  return { ok: true, value: { scopeClaims: scopeClaims.value, roleClaims: roleClaims.value, roleMap } }
 }
 
 function positiveInt(value: string | undefined, fallback: number): number | undefined {
@@ -134,7 +217,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   const raw = parsed.data
 
   let jwks: Config['jwks']
-  if (raw.AUTH_JWKS_URL && raw.AUTH_JWKS) return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS, not both')
+  if (raw.AUTH_JWKS_URL && raw.AUTH_JWKS) return fail('AUTH_JWKS_URL', 'set at most one of AUTH_JWKS_URL and AUTH_JWKS, not both')
   if (raw.AUTH_JWKS_URL) {
     // An unknown kid (or a failed fetch) refetches the JWKS at most once per cooldown.
     const cooldownSeconds = positiveInt(raw.AUTH_JWKS_COOLDOWN_SECONDS, 30)
@@ -152,14 +235,33 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
     const doc = Jwks.safeParse(json)
     if (!doc.success) return fail('AUTH_JWKS', doc.error.issues[0]!.message)
     jwks = { kind: 'local', document: doc.data }
-  } else {
-    return fail('AUTH_JWKS_URL', 'set exactly one of AUTH_JWKS_URL and AUTH_JWKS')
+  } else if (!raw.AUTH_INTROSPECTION_URL) {
+    return fail('AUTH_JWKS_URL', 'set one of AUTH_JWKS_URL and AUTH_JWKS, or AUTH_INTROSPECTION_URL for opaque tokens')
   }
 
-  const algorithms = (raw.AUTH_ALGORITHMS ?? 'RS256,ES256,EdDSA')
-    .split(',')
-    .map((a) => a.trim())
-    .filter(Boolean)
+  let introspection: Introspection | undefined
+  if (raw.AUTH_INTROSPECTION_URL) {
+    if (!raw.AUTH_INTROSPECTION_CLIENT_ID) return fail('AUTH_INTROSPECTION_CLIENT_ID', 'is required when AUTH_INTROSPECTION_URL is set')
+    if (!raw.AUTH_INTROSPECTION_CLIENT_SECRET) return fail('AUTH_INTROSPECTION_CLIENT_SECRET', 'is required when AUTH_INTROSPECTION_URL is set')
+    const cacheSeconds = positiveInt(raw.AUTH_INTROSPECTION_CACHE_SECONDS, 60)
+    if (cacheSeconds === undefined) return fail('AUTH_INTROSPECTION_CACHE_SECONDS', 'must be a positive integer number of seconds')
+    const timeoutMs = positiveInt(raw.AUTH_INTROSPECTION_TIMEOUT_MS, 3000)
+    if (timeoutMs === undefined || timeoutMs > 30_000) return fail('AUTH_INTROSPECTION_TIMEOUT_MS', 'must be an integer number of milliseconds from 1 to 30000')
+    const ratePerSecond = positiveInt(raw.AUTH_INTROSPECTION_RATE, 50)
+    if (ratePerSecond === undefined) return fail('AUTH_INTROSPECTION_RATE', 'must be a positive integer number of requests per second')
+    introspection = { url: new URL(raw.AUTH_INTROSPECTION_URL), clientId: raw.AUTH_INTROSPECTION_CLIENT_ID, clientSecret: raw.AUTH_INTROSPECTION_CLIENT_SECRET, cacheSeconds, timeoutMs, ratePerSecond }
+  } else {
+    for (const name of ['AUTH_INTROSPECTION_CLIENT_ID', 'AUTH_INTROSPECTION_CLIENT_SECRET', 'AUTH_INTROSPECTION_CACHE_SECONDS', 'AUTH_INTROSPECTION_TIMEOUT_MS', 'AUTH_INTROSPECTION_RATE'] as const) {
+      if (raw[name] !== undefined) return fail(name, 'is set but AUTH_INTROSPECTION_URL is not')
+    }
+  }
+
+  const claims = claimMapping(raw)
+  if (!claims.ok) return fail(claims.setting, claims.problem)
+  const audiences = [raw.AUTH_AUDIENCE]
+  for (const entry of commaList(raw.AUTH_EXTRA_AUDIENCES)) if (!audiences.includes(entry)) audiences.push(entry)
+
+  const algorithms = commaList(raw.AUTH_ALGORITHMS ?? 'RS256,ES256,EdDSA')
   if (algorithms.length === 0) return fail('AUTH_ALGORITHMS', 'lists no algorithm')
   for (const alg of algorithms) {
     if (FORBIDDEN_ALGORITHM.test(alg)) return fail('AUTH_ALGORITHMS', `${alg} is never accepted (none and HS* are refused)`)
@@ -169,7 +271,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   // The server's own origin (from AUTH_AUDIENCE, never from the Host header,
   // which a rebinding attacker controls) is always allowed: a same-origin page.
   const allowedOrigins = new Set<string>([new URL(raw.AUTH_AUDIENCE).origin])
-  for (const entry of (raw.ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean)) {
+  for (const entry of commaList(raw.ALLOWED_ORIGINS)) {
     const origin = normalizeOrigin(entry)
     if (!origin) return fail('ALLOWED_ORIGINS', `"${entry}" is not an origin such as https://app.example.com`)
     allowedOrigins.add(origin)
@@ -218,7 +320,10 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       issuer: raw.AUTH_ISSUER,
       audience: raw.AUTH_AUDIENCE,
       resourceMetadataUrl: resourceMetadataUrlFor(raw.AUTH_AUDIENCE),
+      audiences,
       jwks,
+      claims: claims.value,
+      introspection,
       algorithms,
       allowedOrigins,
       maxBodyBytes,

@@ -64,7 +64,12 @@ export async function ensureKeys(env: DevEnv): Promise<DevKeys> {
 }
 
 /** Optional settings a developer may set in the shell to override the dev defaults. */
-export const OVERRIDABLE_SETTINGS = ['ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'AUDIT_CHAINS', 'LIMIT_SHARDS', 'MAX_BODY_BYTES', 'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS'] as const
+export const OVERRIDABLE_SETTINGS = [
+  'ALLOWED_ORIGINS', 'ALERT_WEBHOOK_URL', 'ALERT_WEBHOOK_SECRET', 'AUDIT_RETENTION_DAYS', 'AUDIT_CHAINS', 'LIMIT_SHARDS', 'MAX_BODY_BYTES',
+  'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS',
+  'AUTH_PRESET', 'AUTH_SCOPE_CLAIMS', 'AUTH_ROLE_CLAIMS', 'AUTH_ROLE_MAP', 'AUTH_EXTRA_AUDIENCES',
+  'AUTH_INTROSPECTION_CLIENT_ID', 'AUTH_INTROSPECTION_CLIENT_SECRET', 'AUTH_INTROSPECTION_CACHE_SECONDS', 'AUTH_INTROSPECTION_TIMEOUT_MS', 'AUTH_INTROSPECTION_RATE',
+] as const
 
 /** The Worker settings for local development (public key only). */
 export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -79,14 +84,16 @@ export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = p
     const value = shell[name]
     if (value !== undefined) vars[name] = value
   }
-  // Your own identity provider instead of the development key: AUTH_ISSUER and
-  // AUTH_JWKS_URL from the shell replace the issuer and the inline AUTH_JWKS
-  // (`npm run token` tokens are then refused; get tokens from that provider).
-  if (shell['AUTH_JWKS_URL'] !== undefined) {
-    if (shell['AUTH_ISSUER'] === undefined) throw new Error('AUTH_JWKS_URL is set without AUTH_ISSUER: set both to use your own identity provider')
+  // Your own identity provider instead of the development key: AUTH_ISSUER with
+  // AUTH_JWKS_URL and/or AUTH_INTROSPECTION_URL from the shell replace the
+  // issuer and the inline AUTH_JWKS (`npm run token` tokens are then refused;
+  // get tokens from that provider).
+  const own = (['AUTH_JWKS_URL', 'AUTH_INTROSPECTION_URL'] as const).filter((name) => shell[name] !== undefined)
+  if (own.length > 0) {
+    if (shell['AUTH_ISSUER'] === undefined) throw new Error(`${own[0]} is set without AUTH_ISSUER: set both to use your own identity provider`)
     delete vars['AUTH_JWKS']
     vars['AUTH_ISSUER'] = shell['AUTH_ISSUER']
-    vars['AUTH_JWKS_URL'] = shell['AUTH_JWKS_URL']
+    for (const name of own) vars[name] = shell[name]!
   }
   return vars
 }

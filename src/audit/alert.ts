@@ -33,7 +33,7 @@
 //     signed; other non-2xx answers are not; a final failure is logged.
 //     `detail` is passed through redactText first.
 
-import { toHex } from './chain.ts'
+import { toHex } from '../digest.ts'
 import { redactText } from './redact.ts'
 
 export interface Alert {

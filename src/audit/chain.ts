@@ -21,6 +21,7 @@
 // row AND recomputes every later hash (or deletes the newest rows) produces a
 // valid chain. Detecting that needs an anchor kept elsewhere (for example the
 // head seq/hash written to the Worker's logs after each append).
+import { sha256Hex } from '../digest.ts'
 
 /** Every value the `outcome` column accepts (schema.sql CHECK constraint). */
 export const AUDIT_OUTCOMES = ['ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error'] as const
@@ -104,22 +105,6 @@ export const OPTIONAL_CANONICAL_COLUMNS = [
 
 /** Every column of `audit_log` except `chain` (the INSERT and SELECT order). */
 export const AUDIT_COLUMNS = [...CANONICAL_COLUMNS, 'hash', ...OPTIONAL_CANONICAL_COLUMNS] as const
-
-const encoder = new TextEncoder()
-
-/** Lowercase hex SHA-256 of a string (UTF-8) or of bytes. */
-export async function sha256Hex(data: string | Uint8Array): Promise<string> {
-  // A copy types (and is) a plain ArrayBuffer view, as every Web Crypto lib typing accepts.
-  const bytes = typeof data === 'string' ? encoder.encode(data) : new Uint8Array(data)
-  const digest = await crypto.subtle.digest('SHA-256', bytes)
-  return toHex(new Uint8Array(digest))
-}
-
-export function toHex(bytes: Uint8Array): string {
-  let out = ''
-  for (const b of bytes) out += b.toString(16).padStart(2, '0')
-  return out
-}
 
 /**
  * The canonical text of a row: a JSON object whose keys are the columns of

@@ -25,7 +25,8 @@
 import type { Principal } from '../auth/principal.ts'
 import { POLICY } from '../policy/policy.ts'
 import type { AuditOutcome, AuditRecord } from './chain.ts'
-import { isRefusal, sha256Hex } from './chain.ts'
+import { isRefusal } from './chain.ts'
+import { sha256Hex } from '../digest.ts'
 import { capJson, capText, redact, redactCredentials, redactText } from './redact.ts'
 
 const INPUT_CAP_BYTES = 4096

@@ -18,6 +18,7 @@
 //     thumbprint = the token's `cnf.jkt`;
 //   last, and only for a proof that passed everything else: `jti` seen once
 //     (the replay store, shared across isolates; unreachable → fail closed).
+import { sha256 } from '../digest.ts'
 import { base64url, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, errors, importJWK, type CryptoKey, type JWK } from 'jose'
 
 /** Asymmetric JWS algorithms accepted for proofs (RFC 9449 §11.6 forbids symmetric algs and `none`). */
@@ -117,7 +118,7 @@ function failure(code: DpopFailureCode, detail: string): DpopResult {
 
 /** The `ath` of an access token: base64url(SHA-256(ASCII token)), RFC 9449 §4.2. */
 export async function accessTokenHash(accessToken: string): Promise<string> {
-  return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(accessToken))))
+  return base64url.encode(await sha256(accessToken))
 }
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/

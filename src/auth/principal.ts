@@ -4,7 +4,8 @@ export interface Principal {
   sub: string
   /** Effective scopes: token scopes ∪ the role's scopes, known to the policy. */
   scopes: ReadonlySet<string>
-  role: string | undefined
+  /** The token's roles the policy knows, after AUTH_ROLE_MAP. */
+  roles: readonly string[]
   /** `jti` or a digest prefix; safe to log. */
   tokenId: string
   clientId: string | undefined

@@ -1,6 +1,9 @@
 // Access-token verification: pure, no HTTP framework. Built once per isolate
-// (keys imported and the remote JWKS cache created at build time), then
-// called per request. Each check is explicit and yields a stable `code`;
+// (keys imported, the remote JWKS cache and the introspection cache created at
+// build time), then called per request. A JWT-shaped token is verified as a
+// JWT when a key set is configured; any other token is introspected (RFC 7662,
+// introspect.ts) when an introspection endpoint is configured, and refused
+// otherwise. Each check is explicit and yields a stable `code` (token.ts);
 // callers match on the code, never on message text. One generic message goes
 // on the wire ("invalid token"); the precise reason goes to the log.
 import {
@@ -12,13 +15,22 @@ import {
   type JWTVerifyGetKey,
 } from 'jose'
 import type { JwksDocument } from '../config.ts'
+import type { ClaimMapping } from './claims.ts'
+import { createIntrospectionVerifier, type IntrospectionOptions } from './introspect.ts'
 import { createRemoteKeySet, KeysUnavailableError } from './remote-jwks.ts'
+import { failure, MAX_TOKEN_LENGTH, tokenDigest, tokenFromClaims, type TokenVerifier, type VerifyResult } from './token.ts'
 
 export interface VerifierOptions {
   issuer: string
-  audience: string
+  /** AUTH_AUDIENCE, then AUTH_EXTRA_AUDIENCES: `aud` must name one of them. */
+  audiences: readonly string[]
   algorithms: readonly string[]
-  jwks: RemoteJwks | { kind: 'local'; document: JwksDocument }
+  /** The issuer's keys, for JWT access tokens; absent: only introspected tokens are accepted. */
+  jwks: RemoteJwks | { kind: 'local'; document: JwksDocument } | undefined
+  /** Where scopes and roles are read from (claims.ts). */
+  mapping: ClaimMapping
+  /** Opaque access tokens (RFC 7662); the issuer, audiences and mapping above apply to them too. */
+  introspection?: Omit<IntrospectionOptions, 'issuer' | 'audiences' | 'mapping'> | undefined
   /** Seconds of clock skew tolerated on exp/nbf/iat. */
   clockToleranceSeconds?: number
   /** For tests: the verification time. */
@@ -41,36 +53,6 @@ export interface RemoteJwks {
   cacheSeconds?: number
 }
 
-export interface VerifiedToken {
-  sub: string
-  scopes: string[]
-  role: string | undefined
-  /** `jti` if the token has one, else "sha256:" + 16 hex chars of its digest. Never the token. */
-  tokenId: string
-  clientId: string | undefined
-  expiresAt: number
-  /** `cnf.jkt` (RFC 9449 §6): the thumbprint of the key a DPoP-bound token is bound to. */
-  jkt: string | undefined
-}
-
-export type TokenFailureCode =
-  | 'malformed'
-  | 'too_large'
-  | 'algorithm_not_allowed'
-  | 'bad_type'
-  | 'unknown_key'
-  | 'bad_signature'
-  | 'expired'
-  | 'not_yet_valid'
-  | 'wrong_issuer'
-  | 'wrong_audience'
-  | 'missing_claim'
-  | 'invalid_claim'
-  | 'keys_unavailable'
-
-export type VerifyResult = { ok: true; token: VerifiedToken } | { ok: false; code: TokenFailureCode; detail: string }
-
-const MAX_TOKEN_LENGTH = 8192
 const ALLOWED_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt'])
 const AT_JWT_TYPES = new Set(['at+jwt', 'application/at+jwt'])
 /**
@@ -80,17 +62,6 @@ const AT_JWT_TYPES = new Set(['at+jwt', 'application/at+jwt'])
  */
 const MAX_CANDIDATE_KEYS = 8
 const NEVER = /^(none|HS\d+)$/i
-
-export type TokenVerifier = (token: string) => Promise<VerifyResult>
-
-async function digestId(token: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token)))
-  return 'sha256:' + [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
-}
-
-function failure(code: TokenFailureCode, detail: string): VerifyResult {
-  return { ok: false, code, detail }
-}
 
 /**
  * Maps jose's errors to our codes. The remote key set reports an issuer it
@@ -141,24 +112,37 @@ async function verifyWithCandidates(
   throw new errors.JWSSignatureVerificationFailed(`token has no kid and none of the ${tried} matching keys verifies it`)
 }
 
+const JWS_COMPACT = /^[\w-]+\.[\w-]+\.[\w-]*$/
+
 export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
+  const verifyJwt = opts.jwks ? createJwtVerifier(opts, opts.jwks) : undefined
+  const verifyOpaque = opts.introspection
+    ? createIntrospectionVerifier({ ...opts.introspection, issuer: opts.issuer, audiences: opts.audiences, mapping: opts.mapping })
+    : undefined
+  return async function verifyToken(token: string): Promise<VerifyResult> {
+    if (token.length > MAX_TOKEN_LENGTH) return failure('too_large', `token is ${token.length} characters`)
+    if (verifyJwt && JWS_COMPACT.test(token)) return verifyJwt(token)
+    if (verifyOpaque) return verifyOpaque(token)
+    return failure('malformed', 'not a JWS compact serialization')
+  }
+}
+
+function createJwtVerifier(opts: VerifierOptions, jwks: NonNullable<VerifierOptions['jwks']>): TokenVerifier {
   const algorithms = opts.algorithms.filter((a) => !NEVER.test(a))
   if (algorithms.length === 0) throw new Error('createTokenVerifier: no acceptable algorithm')
   const keys: JWTVerifyGetKey =
-    opts.jwks.kind === 'local'
-      ? createLocalJWKSet(opts.jwks.document as Parameters<typeof createLocalJWKSet>[0])
+    jwks.kind === 'local'
+      ? createLocalJWKSet(jwks.document as Parameters<typeof createLocalJWKSet>[0])
       : createRemoteKeySet({
-          url: opts.jwks.url,
+          url: jwks.url,
           timeoutMs: 5000,
-          cooldownMs: (opts.jwks.cooldownSeconds ?? 30) * 1000,
-          cacheMaxAgeMs: (opts.jwks.cacheSeconds ?? 600) * 1000,
+          cooldownMs: (jwks.cooldownSeconds ?? 30) * 1000,
+          cacheMaxAgeMs: (jwks.cacheSeconds ?? 600) * 1000,
         })
   const clockTolerance = opts.clockToleranceSeconds ?? 30
+  const audience = [...opts.audiences]
 
-  return async function verifyToken(token: string): Promise<VerifyResult> {
-    if (token.length > MAX_TOKEN_LENGTH) return failure('too_large', `token is ${token.length} characters`)
-    if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) return failure('malformed', 'not a JWS compact serialization')
-
+  return async function verifyJwt(token: string): Promise<VerifyResult> {
     let header: ReturnType<typeof decodeProtectedHeader>
     try {
       header = decodeProtectedHeader(token)
@@ -183,7 +167,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
       const now = opts.currentDate?.()
       const verifyOptions = {
         issuer: opts.issuer,
-        audience: opts.audience,
+        audience,
         algorithms,
         requiredClaims: ['iss', 'aud', 'exp', 'sub'],
         clockTolerance,
@@ -204,37 +188,6 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     if (typeof payload.iat === 'number' && payload.iat > nowSeconds + clockTolerance) {
       return failure('not_yet_valid', `iat ${payload.iat} is in the future`)
     }
-
-    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 256) {
-      return failure('invalid_claim', 'sub must be a non-empty string of at most 256 characters')
-    }
-    const scope = payload['scope']
-    if (scope !== undefined && typeof scope !== 'string') return failure('invalid_claim', 'scope must be a space-separated string')
-    const role = payload['role']
-    if (role !== undefined && typeof role !== 'string') return failure('invalid_claim', 'role must be a string')
-    const clientId = payload['client_id'] ?? payload['azp']
-    // Sender-constrained tokens: only DPoP binding (cnf.jkt) can be checked here;
-    // a token bound some other way (e.g. mTLS x5t#S256) is refused, not trusted as bearer.
-    const cnf = payload['cnf']
-    let jkt: string | undefined
-    if (cnf !== undefined) {
-      if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return failure('invalid_claim', 'cnf must be an object')
-      const value = (cnf as Record<string, unknown>)['jkt']
-      if (typeof value !== 'string' || !/^[\w-]{43}$/.test(value)) return failure('invalid_claim', 'cnf has no SHA-256 jkt: only DPoP-bound tokens are supported')
-      jkt = value
-    }
-
-    return {
-      ok: true,
-      token: {
-        sub: payload.sub,
-        scopes: typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [],
-        role,
-        tokenId: typeof payload.jti === 'string' && payload.jti.length > 0 && payload.jti.length <= 128 ? payload.jti : await digestId(token),
-        clientId: typeof clientId === 'string' ? clientId : undefined,
-        expiresAt: payload.exp!,
-        jkt,
-      },
-    }
+    return tokenFromClaims(payload, { subject: payload.sub, expiresAt: payload.exp!, digest: await tokenDigest(token), mapping: opts.mapping })
   }
 }

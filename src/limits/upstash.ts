@@ -34,6 +34,7 @@
  * mapped to LimitStoreError like any other store error. The middleware turns
  * LimitStoreError into 503 (or a pass under RATE_LIMIT_FAIL_MODE=open).
  */
+import { toHex } from '../digest.ts'
 import { Ratelimit } from '@upstash/ratelimit'
 import { Redis } from '@upstash/redis/cloudflare'
 import type { AcquireResult, ConcurrencyRule, Limiter, RateRule } from './limiter.ts'
@@ -72,7 +73,7 @@ return out`
 
 async function sha1Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest('SHA-1', new TextEncoder().encode(text))
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('')
+  return toHex(new Uint8Array(digest))
 }
 
 /** Computed on first use (not at module load: no work in the Worker's global scope). */

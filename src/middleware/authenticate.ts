@@ -14,7 +14,8 @@ import { createMiddleware } from 'hono/factory'
 import type { Config } from '../config.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError, unauthorized } from '../errors.ts'
-import { createTokenVerifier, type TokenVerifier } from '../auth/verify.ts'
+import { createTokenVerifier } from '../auth/verify.ts'
+import type { TokenVerifier } from '../auth/token.ts'
 import { createDpopVerifier, type DpopVerifier, type ReplayStore } from '../auth/dpop.ts'
 import { DPOP_CHALLENGE, dpopRefusalChallenge, type DpopChallengeError } from '../auth/dpop-challenge.ts'
 import { durableReplayStore } from '../auth/dpop-store.ts'
@@ -30,7 +31,15 @@ const verifiers = new WeakMap<Config, TokenVerifier>()
 function verifierFor(config: Config): TokenVerifier {
   let verifier = verifiers.get(config)
   if (!verifier) {
-    verifier = createTokenVerifier({ issuer: config.issuer, audience: config.audience, algorithms: config.algorithms, jwks: config.jwks, requireAtJwt: config.requireAtJwt })
+    verifier = createTokenVerifier({
+      issuer: config.issuer,
+      audiences: config.audiences,
+      algorithms: config.algorithms,
+      jwks: config.jwks,
+      mapping: config.claims,
+      introspection: config.introspection,
+      requireAtJwt: config.requireAtJwt,
+    })
     verifiers.set(config, verifier)
   }
   return verifier
@@ -76,11 +85,19 @@ export const authenticate = (makeReplay: (env: Env) => ReplayStore = (env) => du
     const accessToken = match[2]!
     const result = await verifierFor(config)(accessToken)
     if (!result.ok) {
+      // The issuer's keys or its introspection endpoint cannot be reached: not
+      // the caller's fault, so not a 401 (which would make clients throw away a
+      // good token). Fail closed.
       if (result.code === 'keys_unavailable') {
-        // The issuer's keys cannot be fetched: not the caller's fault, so not a
-        // 401 (which would make clients throw away a good token). Fail closed.
         log('error', 'auth_keys_unavailable', { detail: result.detail })
         throw new AppError('unavailable', { message: 'authorization keys are temporarily unavailable; retry later', headers: { 'retry-after': '30' } })
+      }
+      if (result.code === 'introspection_unavailable' || result.code === 'introspection_busy') {
+        log(result.code === 'introspection_busy' ? 'warn' : 'error', 'auth_introspection_unavailable', { code: result.code, detail: result.detail })
+        throw new AppError('unavailable', {
+          message: 'token introspection is temporarily unavailable; retry later',
+          headers: { 'retry-after': result.code === 'introspection_busy' ? '1' : '5' },
+        })
       }
       log('info', 'auth_refused', { code: result.code, detail: result.detail })
       throw challenge(config, true, result.code)
@@ -116,8 +133,8 @@ export const authenticate = (makeReplay: (env: Env) => ReplayStore = (env) => du
 
     c.set('principal', {
       sub: token.sub,
-      scopes: effectiveScopes(POLICY, { scopes: token.scopes, role: token.role }),
-      role: token.role,
+      scopes: effectiveScopes(POLICY, token),
+      roles: token.roles.filter((role) => POLICY.roles.has(role)),
       tokenId: token.tokenId,
       clientId: token.clientId,
     })

@@ -6,19 +6,19 @@ import type { Policy, ToolSettings } from './policy.ts'
 export interface Grant {
   /** Space-separated `scope` claim of the token, already split. */
   scopes: readonly string[]
-  /** The token's `role` claim, if any. */
-  role: string | undefined
+  /** The token's roles (after AUTH_ROLE_MAP), if any. */
+  roles: readonly string[]
 }
 
 /**
- * Effective scopes = token scopes ∪ scopes of the token's role, restricted to
- * scopes the policy knows. Unknown scopes, `*`, and unknown roles grant nothing.
+ * Effective scopes = token scopes ∪ scopes of each of the token's roles,
+ * restricted to scopes the policy knows. Unknown scopes, `*`, and unknown
+ * roles grant nothing.
  */
 export function effectiveScopes(policy: Policy, grant: Grant): ReadonlySet<string> {
   const out = new Set<string>()
   for (const scope of grant.scopes) if (policy.scopes.has(scope)) out.add(scope)
-  const fromRole = grant.role === undefined ? undefined : policy.roles.get(grant.role)
-  if (fromRole) for (const scope of fromRole) out.add(scope)
+  for (const role of grant.roles) for (const scope of policy.roles.get(role) ?? []) out.add(scope)
   return out
 }
 

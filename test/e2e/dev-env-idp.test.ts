@@ -25,6 +25,12 @@ describe('devVars with an identity provider from the shell', () => {
     expect(() => devVars(env, keys, { AUTH_JWKS_URL: 'https://idp.example/jwks' })).toThrow(/AUTH_ISSUER/)
   })
 
+  it('replaces the inline key with AUTH_INTROSPECTION_URL and its settings (opaque tokens only)', () => {
+    const vars = devVars(env, keys, { AUTH_ISSUER: 'https://idp.example', AUTH_INTROSPECTION_URL: 'https://idp.example/introspect', AUTH_INTROSPECTION_CLIENT_ID: 'rs', AUTH_INTROSPECTION_CLIENT_SECRET: 's', AUTH_PRESET: 'okta' })
+    expect(vars).toMatchObject({ AUTH_ISSUER: 'https://idp.example', AUTH_INTROSPECTION_URL: 'https://idp.example/introspect', AUTH_INTROSPECTION_CLIENT_ID: 'rs', AUTH_INTROSPECTION_CLIENT_SECRET: 's', AUTH_PRESET: 'okta' })
+    expect(vars['AUTH_JWKS']).toBeUndefined()
+  })
+
   it('ignores AUTH_ISSUER alone (the dev key would not match it)', () => {
     expect(devVars(env, keys, { AUTH_ISSUER: 'https://idp.example' })['AUTH_ISSUER']).toBe(env.issuer)
   })

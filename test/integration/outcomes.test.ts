@@ -48,7 +48,7 @@ describe('authentication (401)', () => {
     const scopes = challengeParams(bearer).params['scope']!.split(' ')
     expect(scopes).not.toContain('offline_access')
     for (const role of ['read-only', 'editor', 'admin']) {
-      const granted = effectiveScopes(POLICY, { scopes: [], role })
+      const granted = effectiveScopes(POLICY, { scopes: [], roles: [role] })
       for (const scope of scopes) expect(granted.has(scope), `${role} grants ${scope}`).toBe(true)
     }
   })

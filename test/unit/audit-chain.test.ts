@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import {
   AUDIT_COLUMNS, CANONICAL_COLUMNS, GENESIS, OPTIONAL_CANONICAL_COLUMNS, GENESIS_HASH, canonicalRow, normalizeRecord, rowHash, sealRow,
-  sha256Hex, toAuditRow, verifyChain, verifyFromRows, type AuditRecord, type AuditRow,
+  toAuditRow, verifyChain, verifyFromRows, type AuditRecord, type AuditRow,
 } from '../../src/audit/chain.ts'
+import { sha256Hex } from '../../src/digest.ts'
 
 function record(i: number, overrides: Partial<AuditRecord> = {}): AuditRecord {
   return {

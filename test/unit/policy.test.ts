@@ -28,7 +28,7 @@ const MATRIX: Record<string, Record<Tool, boolean>> = {
 
 const SEVEN_SCOPES = ['customers:read', 'orders:read', 'products:read', 'orders:write', 'tickets:write', 'search:read', 'sql:read']
 
-const scopesOf = (scopes: string[], role?: string) => effectiveScopes(POLICY, { scopes, role })
+const scopesOf = (scopes: string[], role?: string) => effectiveScopes(POLICY, { scopes, roles: role === undefined ? [] : [role] })
 const allowed = (scopes: ReadonlySet<string>) => TOOLS.filter((t) => decideTool(POLICY, scopes, t).allow)
 
 describe('role × tool matrix (INTERFACE.md policy table)', () => {

@@ -1,0 +1,108 @@
+// Claim mapping: where an identity provider puts scopes and roles in a token
+// (or an introspection response), and which of its role or group names are
+// which policy roles. Pure; parsed once from configuration (config.ts), then
+// applied to every verified token by `readGrant`.
+//
+//   scopeClaims  claims holding scopes: a space-separated string or an array
+//                of strings (`scope`, Entra's `scp`, Okta's `scp` array,
+//                Auth0's `permissions`); all of them are read and merged
+//   roleClaims   claims holding roles: a string or an array of strings
+//                (`role`, Entra's `roles`, Keycloak's `realm_access.roles`,
+//                Okta's `groups`)
+//   roleMap      IdP name → policy role; when absent, an IdP name equal to a
+//                policy role name is that role. Names it does not map grant
+//                nothing, like an unknown role in the native form.
+//
+// A claim path is claim names joined by `.`; a path that starts with a URL
+// scheme (`https://example.com/roles`, the namespaced claims Auth0 and Okta
+// require) is a single claim name. A claim that is present but of the wrong
+// type refuses the token (`invalid_claim`), rather than being read as empty.
+
+export type ClaimPath = readonly string[]
+
+export interface ClaimMapping {
+  scopeClaims: readonly ClaimPath[]
+  roleClaims: readonly ClaimPath[]
+  roleMap: ReadonlyMap<string, string> | undefined
+}
+
+export const PRESET_NAMES = ['entra', 'keycloak', 'okta', 'auth0'] as const
+export type PresetName = (typeof PRESET_NAMES)[number]
+
+/** Defaults of AUTH_SCOPE_CLAIMS / AUTH_ROLE_CLAIMS per AUTH_PRESET (README "Connect your identity provider"). */
+export const PRESETS: Record<PresetName | 'native', { scopeClaims: string; roleClaims: string }> = {
+  native: { scopeClaims: 'scope', roleClaims: 'role' },
+  entra: { scopeClaims: 'scp', roleClaims: 'roles' },
+  keycloak: { scopeClaims: 'scope', roleClaims: 'realm_access.roles' },
+  okta: { scopeClaims: 'scp', roleClaims: 'groups' },
+  auth0: { scopeClaims: 'scope,permissions', roleClaims: '' },
+}
+
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
+const MAX_CLAIM_VALUES = 256
+const MAX_VALUE_LENGTH = 256
+
+/** `realm_access.roles` → ['realm_access', 'roles']; undefined when a segment is empty. */
+export function parseClaimPath(text: string): ClaimPath | undefined {
+  const path = URL_SCHEME.test(text) ? [text] : text.split('.')
+  return path.every((segment) => segment.length > 0) ? path : undefined
+}
+
+export function formatClaimPath(path: ClaimPath): string {
+  return path.join('.')
+}
+
+function claimAt(claims: Readonly<Record<string, unknown>>, path: ClaimPath): unknown {
+  let value: unknown = claims
+  for (const segment of path) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, segment)) return undefined
+    value = (value as Record<string, unknown>)[segment]
+  }
+  return value
+}
+
+type Values = { ok: true; values: string[] } | { ok: false; detail: string }
+
+/** A claim's strings: `split` for a space-separated string (scopes), whole for a role name. */
+function valuesOf(claims: Readonly<Record<string, unknown>>, path: ClaimPath, split: boolean): Values {
+  const value = claimAt(claims, path)
+  const name = formatClaimPath(path)
+  if (value === undefined || value === null) return { ok: true, values: [] }
+  const values = typeof value === 'string' ? (split ? value.split(' ').filter(Boolean) : [value]) : value
+  if (!Array.isArray(values) || !values.every((v): v is string => typeof v === 'string')) {
+    return { ok: false, detail: `${name} must be ${split ? 'a space-separated string' : 'a string'} or an array of strings` }
+  }
+  if (values.length > MAX_CLAIM_VALUES) return { ok: false, detail: `${name} has more than ${MAX_CLAIM_VALUES} values` }
+  if (values.some((v) => v.length > MAX_VALUE_LENGTH)) return { ok: false, detail: `${name} has a value longer than ${MAX_VALUE_LENGTH} characters` }
+  return { ok: true, values }
+}
+
+export type GrantResult = { ok: true; scopes: string[]; idpRoles: string[] } | { ok: false; detail: string }
+
+/** The token's scopes and its IdP role names, before the policy sees them. */
+export function readGrant(claims: Readonly<Record<string, unknown>>, mapping: ClaimMapping): GrantResult {
+  const scopes: string[] = []
+  for (const path of mapping.scopeClaims) {
+    const read = valuesOf(claims, path, true)
+    if (!read.ok) return read
+    scopes.push(...read.values)
+  }
+  const idpRoles: string[] = []
+  for (const path of mapping.roleClaims) {
+    const read = valuesOf(claims, path, false)
+    if (!read.ok) return read
+    idpRoles.push(...read.values)
+  }
+  return { ok: true, scopes: [...new Set(scopes)], idpRoles: [...new Set(idpRoles)] }
+}
+
+/** IdP role names → role names for the policy, through the map when there is one. */
+export function mapRoles(idpRoles: readonly string[], mapping: ClaimMapping): string[] {
+  if (!mapping.roleMap) return [...idpRoles]
+  const out = new Set<string>()
+  for (const name of idpRoles) {
+    const role = mapping.roleMap.get(name)
+    if (role !== undefined) out.add(role)
+  }
+  return [...out]
+}
