@@ -1,7 +1,7 @@
 // Opaque access tokens, checked by OAuth 2.0 token introspection (RFC 7662)
 // at AUTH_INTROSPECTION_URL with client_secret_basic. Pure: no framework;
-// `fetch` and the clock are injectable. Built once per isolate, then called
-// per request.
+// `fetch` and the clock are injectable. Built once per isolate by verify.ts
+// (which refuses tokens over 8 KiB first), then called per request.
 //
 // The contract:
 //   - the answer must be HTTP 200 with a JSON object whose `active` is a
@@ -27,7 +27,7 @@
 //     flight (by polling the cache: a promise is never shared across requests
 //     on Workers) instead of each starting their own.
 import type { ClaimMapping } from './claims.ts'
-import { failure, MAX_TOKEN_LENGTH, tokenDigest, tokenFromClaims, type TokenVerifier, type VerifyResult } from './token.ts'
+import { failure, tokenDigest, tokenFromClaims, type TokenVerifier, type VerifyResult } from './token.ts'
 
 export interface IntrospectionOptions {
   url: URL
@@ -168,7 +168,6 @@ export function createIntrospectionVerifier(opts: IntrospectionOptions): TokenVe
   }
 
   return async function verifyOpaque(token: string): Promise<VerifyResult> {
-    if (token.length > MAX_TOKEN_LENGTH) return failure('too_large', `token is ${token.length} characters`)
     if (!B64TOKEN.test(token)) return failure('malformed', 'not an RFC 6750 b64token')
     const digest = await tokenDigest(token)
     const hit = cached(digest)

@@ -546,6 +546,44 @@ describe('createTokenVerifier with a remote JWKS', () => {
   })
 })
 
+describe('createTokenVerifier routes a token to the JWT path or to introspection', () => {
+  const introspection = { url: new URL('https://issuer.test/introspect'), clientId: 'rs', clientSecret: 's', cacheSeconds: 60, timeoutMs: 1000, ratePerSecond: 50 }
+  function counting() {
+    const calls: string[] = []
+    vi.stubGlobal('fetch', vi.fn(async (_input: unknown, init?: RequestInit) => {
+      calls.push(new URLSearchParams(String(init?.body)).get('token')!)
+      return Response.json({ active: true, iss: ISSUER, aud: AUDIENCE, sub: 'opaque', exp: now() + 600, scope: 'customers:read' })
+    }))
+    return calls
+  }
+
+  it('verifies a JWT-shaped token with the keys, never introspecting it, when both are configured', async () => {
+    const calls = counting()
+    expect(await verifier({ introspection })(await sign({ payload: claims({ sub: 'jwt-agent' }) }))).toMatchObject({ ok: true, token: { sub: 'jwt-agent' } })
+    // a forged JWT is refused by its signature, not sent to the endpoint
+    expect(await verifier({ introspection })(`${await sign()}x`)).toMatchObject({ ok: false, code: 'bad_signature' })
+    expect(calls).toEqual([])
+  })
+
+  it('introspects an opaque token, and any token when no key set is configured', async () => {
+    const calls = counting()
+    expect(await verifier({ introspection })('opaque-abc')).toMatchObject({ ok: true, token: { sub: 'opaque', scopes: ['customers:read'] } })
+    const jwt = await sign()
+    expect(await verifier({ introspection, jwks: undefined })(jwt)).toMatchObject({ ok: true, token: { sub: 'opaque' } })
+    expect(calls).toEqual(['opaque-abc', jwt])
+  })
+
+  it('refuses a token over 8 KiB before any introspection', async () => {
+    const calls = counting()
+    expect(await verifier({ introspection })('x'.repeat(8193))).toMatchObject({ ok: false, code: 'too_large' })
+    expect(calls).toEqual([])
+  })
+
+  it('refuses an opaque token when no introspection endpoint is configured', async () => {
+    expect(await verifier()('opaque-abc')).toMatchObject({ ok: false, code: 'malformed' })
+  })
+})
+
 // ---------------------------------------------------------------------------
 
 const GOOD_JWKS = () => JSON.stringify({ keys: [rsa.publicJwk] })
