@@ -17,6 +17,9 @@
 // scheme (`https://example.com/roles`, the namespaced claims Auth0 and Okta
 // require) is a single claim name. A claim that is present but of the wrong
 // type refuses the token (`invalid_claim`), rather than being read as empty.
+// The two native claims keep their defined types wherever they are read:
+// `scope` is one space-separated string (RFC 9068 §2.2.3, RFC 8693 §4.2) and
+// `role` one role name (INTERFACE.md); every other claim may also be an array.
 
 export type ClaimPath = readonly string[]
 
@@ -39,6 +42,8 @@ export const PRESETS: Record<PresetName | 'native', { scopeClaims: string; roleC
 }
 
 const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
+/** Top-level claims that are a single string by definition. */
+const STRING_ONLY = new Set(['scope', 'role'])
 const MAX_CLAIM_VALUES = 256
 const MAX_VALUE_LENGTH = 256
 
@@ -69,8 +74,10 @@ function valuesOf(claims: Readonly<Record<string, unknown>>, path: ClaimPath, sp
   const name = formatClaimPath(path)
   if (value === undefined || value === null) return { ok: true, values: [] }
   const values = typeof value === 'string' ? (split ? value.split(' ').filter(Boolean) : [value]) : value
+  const one = split ? 'a space-separated string' : 'a string'
+  if (typeof value !== 'string' && path.length === 1 && STRING_ONLY.has(name)) return { ok: false, detail: `${name} must be ${one}` }
   if (!Array.isArray(values) || !values.every((v): v is string => typeof v === 'string')) {
-    return { ok: false, detail: `${name} must be ${split ? 'a space-separated string' : 'a string'} or an array of strings` }
+    return { ok: false, detail: `${name} must be ${one} or an array of strings` }
   }
   if (values.length > MAX_CLAIM_VALUES) return { ok: false, detail: `${name} has more than ${MAX_CLAIM_VALUES} values` }
   if (values.some((v) => v.length > MAX_VALUE_LENGTH)) return { ok: false, detail: `${name} has a value longer than ${MAX_VALUE_LENGTH} characters` }

@@ -48,16 +48,19 @@ describe('readGrant', () => {
     const mapping = mappingOf({ AUTH_ROLE_CLAIMS: 'realm_access.roles,constructor.name' })
     expect(readGrant({ realm_access: [{ roles: ['admin'] }] }, mapping)).toEqual({ ok: true, scopes: [], idpRoles: [] })
   })
+  const arrays = mappingOf({ AUTH_SCOPE_CLAIMS: 'scope,scp', AUTH_ROLE_CLAIMS: 'role,roles' })
   it.each([
     ['a scope claim that is a number', { scope: 5 }],
-    ['a scope array holding an object', { scope: ['customers:read', { a: 1 }] }],
-    ['a role claim that is an object', { role: { name: 'admin' } }],
-    ['a role claim with more than 256 values', { role: Array.from({ length: 257 }, (_, i) => `r${i}`) }],
+    ['a scope claim that is an array (RFC 9068: one space-separated string)', { scope: ['customers:read'] }],
+    ['a role claim that is an array (one role name)', { role: ['admin'] }],
+    ['an scp array holding an object', { scp: ['customers:read', { a: 1 }] }],
+    ['a roles claim that is an object', { roles: { name: 'admin' } }],
+    ['a roles claim with more than 256 values', { roles: Array.from({ length: 257 }, (_, i) => `r${i}`) }],
     ['a role name longer than 256 characters', { role: 'a'.repeat(257) }],
   ])('refuses %s, naming the claim', (_name, claims) => {
-    const result = readGrant(claims, native)
+    const result = readGrant(claims, arrays)
     expect(result.ok).toBe(false)
-    expect(!result.ok && result.detail).toMatch(/^(scope|role) /)
+    expect(!result.ok && result.detail).toMatch(/^(scope|scp|role|roles) /)
   })
 })
 
