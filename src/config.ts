@@ -111,7 +111,7 @@ export interface Config {
   limitShards: number
 }
 
-export interface Introspection {
+interface Introspection {
   url: URL
   clientId: string
   clientSecret: string
@@ -164,7 +164,8 @@ function claimMapping(raw: { AUTH_PRESET?: string | undefined; AUTH_SCOPE_CLAIMS
   const scopeClaims = claimPaths('AUTH_SCOPE_CLAIMS', raw.AUTH_SCOPE_CLAIMS ?? preset.scopeClaims)
   if (!scopeClaims.ok) return scopeClaims
   if (scopeClaims.value.length === 0) return { ok: false, setting: 'AUTH_SCOPE_CLAIMS', problem: 'names no claim' }
-  const roleClaims = claimPaths('AUTH_ROLE_CLAIMS', raw.AUTH_ROLE_CLAIMS ?? preset.roleClaims)
+  const roleText = raw.AUTH_ROLE_CLAIMS ?? preset.roleClaims
+  const roleClaims = roleText.toLowerCase() === 'none' ? ({ ok: true, value: [] } as const) : claimPaths('AUTH_ROLE_CLAIMS', roleText)
   if (!roleClaims.ok) return roleClaims
   const overlap = roleClaims.value.find((r) => scopeClaims.value.some((s) => formatClaimPath(s) === formatClaimPath(r)))
   if (overlap) return { ok: false, setting: 'AUTH_ROLE_CLAIMS', problem: `${formatClaimPath(overlap)} is also a scope claim` }
@@ -182,8 +183,15 @@ function claimMapping(raw: { AUTH_PRESET?: string | undefined; AUTH_SCOPE_CLAIMS
     }
     if (roleMap.size === 0) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: 'maps no name' }
     if (roleClaims.value.length === 0) return { ok: false, setting: 'AUTH_ROLE_MAP', problem: 'is set but AUTH_ROLE_CLAIMS names no claim to read roles from' }
+  } else {
+    // An IdP's groups and realm roles belong to the whole organisation: one
+    // that happens to be called `admin` must not become this server's admin.
+    const foreign = roleClaims.value.find((p) => formatClaimPath(p) !== 'role')
+    if (foreign) {
+      return { ok: false, setting: 'AUTH_ROLE_MAP', problem: `is required when roles come from ${formatClaimPath(foreign)} (map the IdP names you trust, e.g. MCP.Editor=editor), or set AUTH_ROLE_CLAIMS=none` }
+    }
   }
-  return { ok: true, value: { scopeClaims: scopeClaims.value, roleClaims: roleClaims.value, roleMap } }
+  return { ok: true, value: { scopeClaims: scopeClaims.value, roleClaims: roleClaims.value, roleMap, preset: (presetName as PresetName | undefined) ?? 'native' } }
 }
 
 function positiveInt(value: string | undefined, fallback: number): number | undefined {
@@ -244,11 +252,11 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
     if (!raw.AUTH_INTROSPECTION_CLIENT_ID) return fail('AUTH_INTROSPECTION_CLIENT_ID', 'is required when AUTH_INTROSPECTION_URL is set')
     if (!raw.AUTH_INTROSPECTION_CLIENT_SECRET) return fail('AUTH_INTROSPECTION_CLIENT_SECRET', 'is required when AUTH_INTROSPECTION_URL is set')
     const cacheSeconds = positiveInt(raw.AUTH_INTROSPECTION_CACHE_SECONDS, 60)
-    if (cacheSeconds === undefined) return fail('AUTH_INTROSPECTION_CACHE_SECONDS', 'must be a positive integer number of seconds')
+    if (cacheSeconds === undefined || cacheSeconds > 3600) return fail('AUTH_INTROSPECTION_CACHE_SECONDS', 'must be an integer number of seconds from 1 to 3600')
     const timeoutMs = positiveInt(raw.AUTH_INTROSPECTION_TIMEOUT_MS, 3000)
     if (timeoutMs === undefined || timeoutMs > 30_000) return fail('AUTH_INTROSPECTION_TIMEOUT_MS', 'must be an integer number of milliseconds from 1 to 30000')
     const ratePerSecond = positiveInt(raw.AUTH_INTROSPECTION_RATE, 50)
-    if (ratePerSecond === undefined) return fail('AUTH_INTROSPECTION_RATE', 'must be a positive integer number of requests per second')
+    if (ratePerSecond === undefined || ratePerSecond > 1000) return fail('AUTH_INTROSPECTION_RATE', 'must be an integer number of requests per second from 1 to 1000')
     introspection = { url: new URL(raw.AUTH_INTROSPECTION_URL), clientId: raw.AUTH_INTROSPECTION_CLIENT_ID, clientSecret: raw.AUTH_INTROSPECTION_CLIENT_SECRET, cacheSeconds, timeoutMs, ratePerSecond }
   } else {
     for (const name of ['AUTH_INTROSPECTION_CLIENT_ID', 'AUTH_INTROSPECTION_CLIENT_SECRET', 'AUTH_INTROSPECTION_CACHE_SECONDS', 'AUTH_INTROSPECTION_TIMEOUT_MS', 'AUTH_INTROSPECTION_RATE'] as const) {

@@ -9,6 +9,8 @@
 // can follow a delivery), or its owner is told so (then it handles the item
 // as a failed send of its own).
 
+import { sleep } from './sleep.ts'
+
 interface Entry<T> {
   readonly item: T
   state: 'queued' | 'sending' | 'done' | 'failed'
@@ -69,7 +71,6 @@ class LaneSendFailed extends Error {
   override readonly name = 'LaneSendFailed'
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /**
  * Queues `item` in `lane` and resolves once it was delivered: by another

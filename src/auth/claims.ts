@@ -9,9 +9,17 @@
 //   roleClaims   claims holding roles: a string or an array of strings
 //                (`role`, Entra's `roles`, Keycloak's `realm_access.roles`,
 //                Okta's `groups`)
-//   roleMap      IdP name → policy role; when absent, an IdP name equal to a
-//                policy role name is that role. Names it does not map grant
-//                nothing, like an unknown role in the native form.
+//   roleMap      IdP name → policy role. Names it does not map grant nothing,
+//                like an unknown role in the native form. Required whenever
+//                roles come from another claim than the native `role`
+//                (config.ts): an IdP's groups and realm roles are shared by
+//                the whole organisation, so a group that happens to be
+//                called `admin` must not become this server's admin. Only
+//                for `role` is an IdP name equal to a policy role that role.
+//   preset       for `isAccessToken`: the marks by which the provider's
+//                access tokens differ from its ID tokens, which carry the
+//                same issuer, keys and (for an app that also signs users
+//                in) the same audience.
 //
 // A claim path is claim names joined by `.`; a path that starts with a URL
 // scheme (`https://example.com/roles`, the namespaced claims Auth0 and Okta
@@ -27,18 +35,40 @@ export interface ClaimMapping {
   scopeClaims: readonly ClaimPath[]
   roleClaims: readonly ClaimPath[]
   roleMap: ReadonlyMap<string, string> | undefined
+  preset: PresetName | 'native'
 }
 
 export const PRESET_NAMES = ['entra', 'keycloak', 'okta', 'auth0'] as const
 export type PresetName = (typeof PRESET_NAMES)[number]
 
-/** Defaults of AUTH_SCOPE_CLAIMS / AUTH_ROLE_CLAIMS per AUTH_PRESET (README "Connect your identity provider"). */
+/**
+ * Defaults of AUTH_SCOPE_CLAIMS / AUTH_ROLE_CLAIMS per AUTH_PRESET (README
+ * "Connect your identity provider"); `none` reads no roles.
+ */
 export const PRESETS: Record<PresetName | 'native', { scopeClaims: string; roleClaims: string }> = {
   native: { scopeClaims: 'scope', roleClaims: 'role' },
   entra: { scopeClaims: 'scp', roleClaims: 'roles' },
   keycloak: { scopeClaims: 'scope', roleClaims: 'realm_access.roles' },
   okta: { scopeClaims: 'scp', roleClaims: 'groups' },
-  auth0: { scopeClaims: 'scope,permissions', roleClaims: '' },
+  auth0: { scopeClaims: 'scope,permissions', roleClaims: 'none' },
+}
+
+/** Keycloak's own token-kind claim (`typ` in the payload) for tokens that are not access tokens. */
+const NOT_ACCESS_TYPES = new Set(['id', 'refresh', 'offline', 'logout', 'serialized-id'])
+
+/**
+ * Undefined when the claims can be an access token, else why not:
+ *   - any provider: a payload `typ` of ID, Refresh, Offline or Logout (Keycloak's marks);
+ *   - keycloak: the payload `typ` must be `Bearer`;
+ *   - entra: `azp` (v2.0) or `appid` (v1.0) must be present; Entra puts them
+ *     in access tokens only, never in ID tokens.
+ */
+export function notAccessToken(claims: Readonly<Record<string, unknown>>, mapping: ClaimMapping): string | undefined {
+  const typ = claims['typ']
+  if (typeof typ === 'string' && NOT_ACCESS_TYPES.has(typ.toLowerCase())) return `typ claim ${typ} is not an access token`
+  if (mapping.preset === 'keycloak' && typ !== 'Bearer') return `typ claim ${String(typ)} is not Bearer (AUTH_PRESET=keycloak)`
+  if (mapping.preset === 'entra' && typeof claims['azp'] !== 'string' && typeof claims['appid'] !== 'string') return 'neither azp nor appid: an Entra ID token, not an access token (AUTH_PRESET=entra)'
+  return undefined
 }
 
 const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i
@@ -84,7 +114,7 @@ function valuesOf(claims: Readonly<Record<string, unknown>>, path: ClaimPath, sp
   return { ok: true, values }
 }
 
-export type GrantResult = { ok: true; scopes: string[]; idpRoles: string[] } | { ok: false; detail: string }
+type GrantResult = { ok: true; scopes: string[]; idpRoles: string[] } | { ok: false; detail: string }
 
 /** The token's scopes and its IdP role names, before the policy sees them. */
 export function readGrant(claims: Readonly<Record<string, unknown>>, mapping: ClaimMapping): GrantResult {
@@ -103,7 +133,7 @@ export function readGrant(claims: Readonly<Record<string, unknown>>, mapping: Cl
   return { ok: true, scopes: [...new Set(scopes)], idpRoles: [...new Set(idpRoles)] }
 }
 
-/** IdP role names → role names for the policy, through the map when there is one. */
+/** IdP role names → role names for the policy: through the map when there is one, else as they are (native `role` only). */
 export function mapRoles(idpRoles: readonly string[], mapping: ClaimMapping): string[] {
   if (!mapping.roleMap) return [...idpRoles]
   const out = new Set<string>()

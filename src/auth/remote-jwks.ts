@@ -18,6 +18,7 @@
 //     the next attempt waits for the cooldown, so an outage costs the issuer
 //     one request per cooldown too. Keys already cached and still fresh keep
 //     verifying during an outage.
+import { sleep } from '../sleep.ts'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose'
 
 export interface RemoteJwksOptions {
@@ -46,7 +47,6 @@ export interface RemoteKeySet extends JWTVerifyGetKey {
   readonly attempts: number
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export function createRemoteKeySet(opts: RemoteJwksOptions): RemoteKeySet {
   if (!(opts.cooldownMs > 0)) throw new Error('createRemoteKeySet: cooldownMs must be positive')

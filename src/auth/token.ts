@@ -2,7 +2,7 @@
 // (a JWT verified against the issuer's keys, or an opaque token introspected):
 // a `VerifiedToken`, or a failure with a stable `code`. Callers match on the
 // code, never on message text; the detail goes to the log only.
-import { readGrant, mapRoles, type ClaimMapping } from './claims.ts'
+import { mapRoles, notAccessToken, readGrant, type ClaimMapping } from './claims.ts'
 import { sha256, toHex } from '../digest.ts'
 
 export interface VerifiedToken {
@@ -57,8 +57,9 @@ export async function tokenDigest(token: string): Promise<string> {
 
 /**
  * The claims both paths read once `iss`, `aud` and the times are checked:
- * `sub` (or `subject`, for an introspected client-credentials token that has
- * none, its `client_id`), scopes and roles through the claim mapping,
+ * that they are an access token (claims.ts `notAccessToken`), the subject
+ * (`facts.subject`: `sub`, or the `client_id` of an introspected token that
+ * has no `sub`), scopes and roles through the claim mapping,
  * `client_id`/`azp`/`cid`, and `cnf.jkt`.
  */
 export function tokenFromClaims(
@@ -66,6 +67,8 @@ export function tokenFromClaims(
   facts: { subject: unknown; expiresAt: number; digest: string; mapping: ClaimMapping },
 ): VerifyResult {
   const { subject } = facts
+  const kind = notAccessToken(claims, facts.mapping)
+  if (kind !== undefined) return failure('invalid_claim', kind)
   if (typeof subject !== 'string' || subject.length === 0 || subject.length > 256) {
     return failure('invalid_claim', 'sub must be a non-empty string of at most 256 characters')
   }

@@ -68,7 +68,7 @@ const PROVIDERS: Provider[] = [
       claims: { aud: ENTRA_APP_ID, ver: '2.0', tid: '72f988bf-86f1-41af-91ab-2d7cd011db47', oid: '690222be-ff1a-4d56-abd1-7e4f7d38e474', azp: 'c44b4083-3bb0-49c1-b47d-974e53cbdf3c', azpacr: '0', roles: ['Orders.Editor'], nbf: NOW() - 5 },
     },
     reader: { omit: ['aud'], claims: { aud: ENTRA_APP_ID, ver: '2.0', scp: 'customers:read orders:read', azp: 'c44b4083-3bb0-49c1-b47d-974e53cbdf3c', name: 'Abe Lincoln', preferred_username: 'abeli@example.com' } },
-    unmapped: { omit: ['aud'], claims: { aud: ENTRA_APP_ID, ver: '2.0', roles: ['admin', 'Orders.Reader'] } },
+    unmapped: { omit: ['aud'], claims: { aud: ENTRA_APP_ID, ver: '2.0', azp: 'c44b4083-3bb0-49c1-b47d-974e53cbdf3c', roles: ['admin', 'Orders.Reader'] } },
   },
   {
     name: 'Keycloak (realm_access.roles, aud array with account)',
@@ -124,9 +124,27 @@ describe.each(PROVIDERS)('$name', (provider) => {
 
 describe('audiences', () => {
   it('refuses a token whose only audience is the application id when AUTH_EXTRA_AUDIENCES does not list it', async () => {
-    const res = await call({ AUTH_PRESET: 'entra' }, await mintToken({ omit: ['aud'], claims: { aud: ENTRA_APP_ID, scp: 'customers:read' } }), 'tools/list')
+    const res = await call({ AUTH_PRESET: 'entra', AUTH_ROLE_MAP: 'Orders.Editor=editor' }, await mintToken({ omit: ['aud'], claims: { aud: ENTRA_APP_ID, azp: 'c44b4083', scp: 'customers:read' } }), 'tools/list')
     expect(res.status).toBe(401)
     expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+  })
+
+  it("refuses an Entra ID token of an app that also signs users in: same issuer, keys and aud, app roles, but no azp", async () => {
+    const settings = { AUTH_PRESET: 'entra', AUTH_EXTRA_AUDIENCES: ENTRA_APP_ID, AUTH_ROLE_MAP: 'Orders.Admin=admin' }
+    const idToken = await mintToken({ omit: ['aud'], claims: { aud: ENTRA_APP_ID, ver: '2.0', nonce: 'n-0S6_WzA2Mj', roles: ['Orders.Admin'], preferred_username: 'abeli@example.com' } })
+    const res = await call(settings, idToken, 'tools/list')
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+  })
+
+  it('refuses a Keycloak ID token (typ ID) whose aud an Audience mapper set to the MCP URL', async () => {
+    const res = await call({ AUTH_PRESET: 'keycloak', AUTH_ROLE_MAP: 'mcp-editor=editor' }, await mintToken({ claims: { typ: 'ID', realm_access: { roles: ['mcp-editor'] } } }), 'tools/list')
+    expect(res.status).toBe(401)
+  })
+
+  it('answers 500 naming the setting, never an open door, when groups are read as roles without AUTH_ROLE_MAP', async () => {
+    const res = await call({ AUTH_PRESET: 'okta' }, await mintToken({ claims: { groups: ['admin'] } }), 'tools/list')
+    expect(res.status).toBe(500)
   })
 
   it('keeps the protected-resource metadata resource at AUTH_AUDIENCE when extra audiences are accepted', async () => {

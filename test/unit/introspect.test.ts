@@ -47,7 +47,7 @@ function verifier(fetchFn: typeof fetch, overrides: Partial<IntrospectionOptions
     clientSecret: 'p@ss:word',
     issuer: ISSUER,
     audiences: [AUDIENCE, 'api://bastion'],
-    mapping: { scopeClaims: [['scope']], roleClaims: [['role']], roleMap: undefined },
+    mapping: { scopeClaims: [['scope']], roleClaims: [['role']], roleMap: undefined, preset: 'native' as const },
     cacheSeconds: 60,
     timeoutMs: 1000,
     ratePerSecond: 5,
@@ -117,6 +117,11 @@ describe('refusals the endpoint decides', () => {
     ['an answer without aud', { aud: undefined }, 'missing_claim'],
     ['a token for another resource', { aud: ['https://other.test/mcp'] }, 'wrong_audience'],
     ['a refresh token', { token_type: 'refresh_token' }, 'invalid_claim'],
+    ['a token type other than Bearer or DPoP', { token_type: 'urn:ietf:params:oauth:token-type:id_token' }, 'invalid_claim'],
+    ['token_type DPoP without cnf.jkt', { token_type: 'DPoP' }, 'invalid_claim'],
+    ['a Keycloak refresh token (typ Refresh)', { token_type: undefined, typ: 'Refresh' }, 'invalid_claim'],
+    ['a null sub (not a client-credentials token without one)', { sub: null }, 'invalid_claim'],
+    ['an nbf that is not a number', { nbf: 'soon' }, 'invalid_claim'],
     ['a token bound some other way than DPoP', { cnf: { 'x5t#S256': 'abc' } }, 'invalid_claim'],
     ['a scope that is a number', { scope: 5 }, 'invalid_claim'],
   ])('refuses %s', async (_name, extra, expected) => {
@@ -138,6 +143,7 @@ describe('outages fail closed and are not cached', () => {
     ['a redirect', () => new Response(null, { status: 302, headers: { location: 'https://elsewhere.test' } })],
     ['a body that is not JSON', () => new Response('<html>', { status: 200 })],
     ['JSON without a boolean active', () => Response.json({ active: 'true' })],
+    ['a body announced over 64 KiB', () => new Response('{}', { status: 200, headers: { 'content-length': '70000' } })],
     ['a network failure', () => Promise.reject(new TypeError('connection refused'))],
   ])('answers introspection_unavailable for %s, then asks again', async (_name, answer) => {
     const { state, fetchFn } = endpoint()
@@ -228,6 +234,29 @@ describe('introspection rate', () => {
     expect(code(await verify('fill-6'))).toBe('ok')
     expect(code(await verify('fill-7'))).toBe('introspection_busy')
     expect(state.calls).toBe(6)
+  })
+
+  it('a flood of made-up tokens does not lock out a token already accepted once its cache time is over', async () => {
+    const { state, fetchFn } = endpoint()
+    state.answer = (t) => Response.json(t === 'known-agent' ? active(t) : { active: false })
+    const verify = verifier(fetchFn, { ratePerSecond: 5, cacheSeconds: 10 })
+    expect(code(await verify('known-agent'))).toBe('ok')
+    clock += 11_000
+    await Promise.all(Array.from({ length: 50 }, (_, i) => verify(`flood-${i}`)))
+    expect(code(await verify('made-up-after-flood'))).toBe('introspection_busy')
+    expect(code(await verify('known-agent'))).toBe('ok')
+    expect(state.calls).toBe(1 + 5 + 1)
+  })
+
+  it('refusals never push an accepted token out of the cache', async () => {
+    const { state, fetchFn } = endpoint()
+    state.answer = (t) => Response.json(t === 'kept' ? active(t) : { active: false })
+    const verify = verifier(fetchFn, { maxEntries: 3, ratePerSecond: 100 })
+    await verify('kept')
+    for (let i = 0; i < 10; i++) await verify(`refused-${i}`)
+    const before = state.calls
+    expect(code(await verify('kept'))).toBe('ok')
+    expect(state.calls).toBe(before)
   })
 
   it('a cached token is answered whatever the rate', async () => {

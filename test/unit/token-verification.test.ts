@@ -61,7 +61,7 @@ function verifier(overrides: Partial<VerifierOptions> = {}): TokenVerifier {
     audiences: [AUDIENCE],
     algorithms: DEFAULT_ALGS,
     jwks: { kind: 'local', document: { keys: [rsa.publicJwk, ec.publicJwk, ed.publicJwk] as { kty: string }[] } },
-    mapping: { scopeClaims: [['scope']], roleClaims: [['role']], roleMap: undefined },
+    mapping: { scopeClaims: [['scope']], roleClaims: [['role']], roleMap: undefined, preset: 'native' as const },
     ...overrides,
   })
 }
@@ -362,7 +362,7 @@ describe('createTokenVerifier accepts good tokens', () => {
   })
 
   it('reads scope and role claims given as arrays when the mapping names such claims', async () => {
-    const mapping = { scopeClaims: [['scp']], roleClaims: [['realm_access', 'roles']], roleMap: undefined }
+    const mapping = { scopeClaims: [['scp']], roleClaims: [['realm_access', 'roles']], roleMap: undefined, preset: 'native' as const }
     const result = await verifier({ mapping })(await sign({ payload: claims({ scp: ['customers:read', 'orders:read'], realm_access: { roles: ['editor'] } }) }))
     expect(result).toMatchObject({ ok: true, token: { scopes: ['customers:read', 'orders:read'], roles: ['editor'] } })
   })
