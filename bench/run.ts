@@ -11,7 +11,7 @@
 // read from /proc before and after each round). Also: bundle size (minified,
 // raw and gzip, from `wrangler deploy --dry-run`), startup CPU (`wrangler
 // check startup`, when it works offline), and the micro-benchmarks of
-// scripts/bench (SQL guard, estimator).
+// scripts/bench (SQL guard, work budget, limits, estimator, identity).
 //
 // Two load scenarios: "primed" (BENCH_USERS users, each user's call primed
 // before every round) and "many agents" (BENCH_AGENTS subjects round robin,
@@ -447,8 +447,8 @@ async function main(): Promise<void> {
   }))
   const skipped = { error: 'skipped (BENCH_EXTRAS=0)' }
   const extra = EXTRAS
-    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts') }
-    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error] }
+    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts'), identity: micro('auth.ts') }
+    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error], identity: [skipped.error] }
   const date = new Date().toISOString()
   const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, users: USERS, agents: AGENTS, scenarios: SCENARIOS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
 
@@ -495,6 +495,10 @@ async function main(): Promise<void> {
     '## Token estimator and output cap (scripts/bench/estimate.ts)',
     '```',
     ...extra.estimate,
+    '```',
+    '## Identity: JWT verify vs opaque-token introspection (scripts/bench/auth.ts)',
+    '```',
+    ...extra.identity,
     '```',
     '',
     `Whole run: ${result.wallSeconds} s.`,

@@ -15,6 +15,7 @@ const BENCHES = [
   ['audit cost per call (waitUntil vs await, atomic mutation)', 'audit.ts'],
   ['end to end over HTTP (wrangler dev)', 'http.ts'],
   ['DPoP: proof verifier, and Bearer vs DPoP through the Worker', 'dpop.ts'],
+  ['identity: JWT verify vs opaque-token introspection (cached, uncached), alone and through the Worker', 'auth.ts'],
   ['rate and concurrency limits (check cost per backend; throughput on vs off)', 'limits.ts'],
 ] as const
 
