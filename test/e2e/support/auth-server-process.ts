@@ -4,7 +4,16 @@
 // server, and nothing in the Worker knows it is a test:
 //   - RFC 8707 resource indicators: a token requested for a registered
 //     resource is an RFC 9068 JWT (`typ: at+jwt`) whose `aud` is that
-//     resource, signed ES256 with the current key of /jwks;
+//     resource, signed ES256 with the current key of /jwks — or, for a
+//     resource registered with `accessTokenFormat: 'opaque'`, an opaque
+//     token with that `aud`, which only introspection can tell about;
+//   - RFC 7662 introspection at /token/introspection (client_secret_basic;
+//     the confidential client that calls it is in `clients` like any other).
+//     As oidc-provider answers it: a client_credentials token has no `sub`
+//     (only `client_id`), the extra token claims (`role`) are in the answer,
+//     `cnf.jkt` for a DPoP-bound token; JWTs cannot be introspected there.
+//     `setIntrospection` takes the route down (503) or delays its answers;
+//   - RFC 7009 revocation at /token/revocation (by the token's own client);
 //   - grants: client_credentials, authorization_code + PKCE (the
 //     development login/consent pages, driven headlessly by the tests),
 //     refresh_token; DPoP (RFC 9449) on;
@@ -22,7 +31,12 @@ export interface ResourceConfig {
   scopes: string[]
   /** Access token lifetime, seconds. */
   accessTokenTTL?: number
+  /** 'jwt' (default): RFC 9068 JWTs; 'opaque': opaque tokens (introspection only). */
+  accessTokenFormat?: 'jwt' | 'opaque'
 }
+
+/** up: introspection answers normally; down: 503; slow: each answer waits `delayMs` first. */
+export type IntrospectionMode = 'up' | 'down' | 'slow'
 
 export interface ProcessConfig {
   port: number
@@ -44,12 +58,15 @@ export type Command =
   | { cmd: 'stats' }
   | { cmd: 'resetStats' }
   | { cmd: 'jwks' }
+  | { cmd: 'setIntrospection'; mode: IntrospectionMode; delayMs: number }
 
 export interface Stats {
   /** GET /jwks requests, answered or refused. */
   jwks: number
   /** POST /token requests. */
   token: number
+  /** POST /token/introspection requests, answered or refused. */
+  introspection: number
 }
 
 export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string }
@@ -80,7 +97,11 @@ const resources = new Map(Object.entries(config.resources))
 /** Newest first: the first key signs, all are published. */
 const keys: SigningKey[] = [await newKey()]
 let jwksAvailable = true
-const stats: Stats = { jwks: 0, token: 0 }
+let introspection: { mode: IntrospectionMode; delayMs: number } = { mode: 'up', delayMs: 0 }
+const stats: Stats = { jwks: 0, token: 0, introspection: 0 }
+/** oidc-provider's default routes. */
+const TOKEN_PATH = '/token'
+const INTROSPECTION_PATH = '/token/introspection'
 
 function providerConfiguration(): Configuration {
   const signingKid = keys[0]!.privateJwk.kid
@@ -96,7 +117,8 @@ function providerConfiguration(): Configuration {
     features: {
       devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
-      introspection: { enabled: false },
+      // Any authenticated confidential client may introspect any token (oidc-provider's default policy).
+      introspection: { enabled: true },
       revocation: { enabled: true },
       dPoP: { enabled: true },
       resourceIndicators: {
@@ -119,13 +141,14 @@ function providerConfiguration(): Configuration {
               throw new errors.InvalidScope('requested scope is not allowed', scope)
             }
           }
-          return {
+          const common = {
             scope: resource.scopes.filter((s) => !allowed || allowed.has(s)).join(' '),
             audience: resourceIndicator,
             accessTokenTTL: resource.accessTokenTTL ?? 600,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: ALG, kid: signingKid } },
           }
+          return resource.accessTokenFormat === 'opaque'
+            ? { ...common, accessTokenFormat: 'opaque' }
+            : { ...common, accessTokenFormat: 'jwt', jwt: { sign: { alg: ALG, kid: signingKid } } }
         },
       },
     },
@@ -163,7 +186,24 @@ const server = createServer((req, res) => {
       return
     }
   }
-  if (path === '/token') stats.token++
+  if (path === TOKEN_PATH) stats.token++
+  if (path === INTROSPECTION_PATH && req.method === 'POST') {
+    stats.introspection++
+    if (introspection.mode === 'down') {
+      req.resume()
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' })
+      res.end('introspection temporarily unavailable')
+      return
+    }
+    if (introspection.mode === 'slow') {
+      // The body stays unread until the handler runs; a caller that gave up meanwhile gets nothing.
+      const timer = setTimeout(() => {
+        if (!res.destroyed) handler(req, res)
+      }, introspection.delayMs)
+      res.once('close', () => clearTimeout(timer))
+      return
+    }
+  }
   handler(req, res)
 })
 
@@ -189,7 +229,11 @@ async function run(command: Command): Promise<unknown> {
     case 'resetStats':
       stats.jwks = 0
       stats.token = 0
+      stats.introspection = 0
       return { ...stats }
+    case 'setIntrospection':
+      introspection = { mode: command.mode, delayMs: command.delayMs }
+      return { ...introspection }
     case 'jwks':
       return { keys: keys.map((k) => k.publicJwk) }
   }

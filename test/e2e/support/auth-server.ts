@@ -1,14 +1,21 @@
 // A real OAuth 2.1 authorization server for the e2e tests: `oidc-provider`
 // (auth-server-process.ts) as its own process group on a free loopback port.
 // The Worker trusts it the way it trusts any identity provider — AUTH_ISSUER =
-// `issuer`, AUTH_JWKS_URL = `jwksUri` — and the SDK clients discover it from
-// the Worker's protected-resource metadata.
+// `issuer`, AUTH_JWKS_URL = `jwksUri` (JWT access tokens), or
+// AUTH_INTROSPECTION_* = `introspectionEndpoint` + the `introspector` client
+// (opaque access tokens, RFC 7662) — and the SDK clients discover it from the
+// Worker's protected-resource metadata.
 //
 //   const as = await startAuthServer()
 //   const worker = await startDevServer({ vars: as.workerVars() })
-//   await as.addResource(worker.mcpUrl)            // tokens for it: aud = MCP URL
+//   await as.addResource(worker.mcpUrl)            // tokens for it: JWTs, aud = MCP URL
 //   ... as.clients.reader, as.authorize(url), as.rotateKeys(), as.setJwksAvailable(false)
 //   await as.stop()
+//
+// Opaque tokens instead:
+//   const worker = await startDevServer({ vars: as.introspectionVars() })
+//   await as.addResource(worker.mcpUrl, { accessTokenFormat: 'opaque' })
+//   ... as.revoke(client, token), as.setIntrospection('down' | 'slow' | 'up'), (await as.stats()).introspection
 //
 // Clients (all registered statically; secrets are test-only constants):
 //   reader  client_credentials, may only get customers:read orders:read, no role
@@ -18,15 +25,17 @@
 //   user    public client, authorization_code + PKCE + refresh_token, any policy scope;
 //           accounts are login names (`authorize(url, { login })`); account "rita"
 //           has role "read-only", others no role.
+//   introspector  confidential (client_secret_basic), no grants: only calls the
+//           introspection endpoint — the Worker's AUTH_INTROSPECTION_CLIENT_*.
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { ClientMetadata } from 'oidc-provider'
 import { POLICY } from '../../../src/policy/policy.ts'
 import { ROOT } from '../../../scripts/lib/dev-env.ts'
-import type { Command, ProcessConfig, Reply, ResourceConfig, Stats } from './auth-server-process.ts'
+import type { Command, IntrospectionMode, ProcessConfig, Reply, ResourceConfig, Stats } from './auth-server-process.ts'
 import { captureOutput, freePorts, killGroup, liveGroups } from './server.ts'
 
-export type { Stats } from './auth-server-process.ts'
+export type { IntrospectionMode, Stats } from './auth-server-process.ts'
 
 /** Every scope of the policy except offline_access: what a token for the MCP server may carry. */
 export const POLICY_SCOPES: string[] = [...POLICY.scopes.keys()].filter((s) => s !== 'offline_access')
@@ -51,10 +60,21 @@ export interface AuthServer {
   jwksUri: string
   /** `${issuer}/token` */
   tokenEndpoint: string
+  /** `${issuer}/token/introspection` (RFC 7662; client_secret_basic). */
+  introspectionEndpoint: string
+  /** `${issuer}/token/revocation` (RFC 7009). */
+  revocationEndpoint: string
   clients: { reader: ConfidentialClient; editor: ConfidentialClient; admin: ConfidentialClient; dpop: ConfidentialClient; user: PublicClient }
+  /** The client that may call the introspection endpoint (and nothing else). */
+  introspector: { clientId: string; clientSecret: string }
   /** AUTH_ISSUER and AUTH_JWKS_URL for startDevServer({ vars }). */
   workerVars(): Record<string, string>
-  /** Register a resource (RFC 8707): tokens requested for it are JWTs with aud = resource. Default scopes: the policy's. */
+  /** AUTH_ISSUER and AUTH_INTROSPECTION_URL/_CLIENT_ID/_CLIENT_SECRET (no JWKS) for startDevServer({ vars }). */
+  introspectionVars(): Record<string, string>
+  /**
+   * Register a resource (RFC 8707): tokens requested for it have aud = resource;
+   * JWTs unless `accessTokenFormat: 'opaque'`. Default scopes: the policy's.
+   */
   addResource(resource: string, config?: Partial<ResourceConfig>): Promise<void>
   /** Publishes a new ES256 key and signs with it from now on; the old key stays published. Returns the new kid. */
   rotateKeys(): Promise<{ kid: string; kids: string[] }>
@@ -62,6 +82,13 @@ export interface AuthServer {
   setJwksAvailable(available: boolean): Promise<void>
   /** The published public keys. */
   jwks(): Promise<{ keys: Array<Record<string, unknown>> }>
+  /**
+   * up: the introspection endpoint answers; down: it answers 503 (counted in
+   * stats); slow: each answer is delayed by `delayMs` (default 10 s) first.
+   */
+  setIntrospection(mode: IntrospectionMode, delayMs?: number): Promise<void>
+  /** Revokes an opaque token at the revocation endpoint, as its client (RFC 7009); throws unless the AS answers 200. */
+  revoke(client: ConfidentialClient, token: string): Promise<void>
   /** Requests counted at the AS since start (or resetStats). */
   stats(): Promise<Stats>
   resetStats(): Promise<void>
@@ -88,6 +115,7 @@ export interface TokenResponse {
 const READY_TIMEOUT_MS = 30_000
 const COMMAND_TIMEOUT_MS = 10_000
 const MAX_OUTPUT_CHARS = 100_000
+const DEFAULT_SLOW_INTROSPECTION_MS = 10_000
 const PROCESS_SCRIPT = fileURLToPath(new URL('./auth-server-process.ts', import.meta.url))
 
 const secret = (name: string) => `test-only-secret-${name}-0123456789abcdef0123456789abcdef`
@@ -99,6 +127,12 @@ const CLIENTS = {
   dpop: { clientId: 'agent-dpop', clientSecret: secret('dpop'), scope: POLICY_SCOPES.join(' ') },
   user: { clientId: 'mcp-user-app', redirectUri: 'http://127.0.0.1/oauth/callback', scope: POLICY_SCOPES.join(' ') },
 } satisfies AuthServer['clients']
+
+const INTROSPECTOR = { clientId: 'bastion-introspector', clientSecret: secret('introspector') } satisfies AuthServer['introspector']
+
+/** client_secret_basic (RFC 6749 §2.3.1: each part form-urlencoded first). */
+const basic = (c: { clientId: string; clientSecret: string }) =>
+  `Basic ${Buffer.from(`${encodeURIComponent(c.clientId)}:${encodeURIComponent(c.clientSecret)}`).toString('base64')}`
 
 function registrations(): ClientMetadata[] {
   const machine = (c: ConfidentialClient, extra: Partial<ClientMetadata> = {}): ClientMetadata => ({
@@ -126,6 +160,15 @@ function registrations(): ClientMetadata[] {
       token_endpoint_auth_method: 'none',
       application_type: 'native',
       scope: `openid offline_access ${CLIENTS.user.scope}`,
+      id_token_signed_response_alg: 'ES256',
+    },
+    {
+      client_id: INTROSPECTOR.clientId,
+      client_secret: INTROSPECTOR.clientSecret,
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'ES256',
     },
   ]
@@ -229,6 +272,8 @@ export async function startAuthServer(): Promise<AuthServer> {
   }
 
   const tokenEndpoint = `${issuer}/token`
+  const introspectionEndpoint = `${issuer}/token/introspection`
+  const revocationEndpoint = `${issuer}/token/revocation`
 
   async function authorize(authorizationUrl: string | URL, opts: { login?: string } = {}): Promise<URL> {
     const jar = new CookieJar()
@@ -273,16 +318,45 @@ export async function startAuthServer(): Promise<AuthServer> {
     issuer,
     jwksUri: `${issuer}/jwks`,
     tokenEndpoint,
+    introspectionEndpoint,
+    revocationEndpoint,
     clients: CLIENTS,
+    introspector: INTROSPECTOR,
     workerVars: () => ({ AUTH_ISSUER: issuer, AUTH_JWKS_URL: `${issuer}/jwks` }),
+    introspectionVars: () => ({
+      AUTH_ISSUER: issuer,
+      AUTH_INTROSPECTION_URL: introspectionEndpoint,
+      AUTH_INTROSPECTION_CLIENT_ID: INTROSPECTOR.clientId,
+      AUTH_INTROSPECTION_CLIENT_SECRET: INTROSPECTOR.clientSecret,
+    }),
     addResource: async (resource, cfg = {}) => {
-      await send({ cmd: 'addResource', resource, config: { scopes: cfg.scopes ?? POLICY_SCOPES, ...(cfg.accessTokenTTL ? { accessTokenTTL: cfg.accessTokenTTL } : {}) } })
+      await send({
+        cmd: 'addResource',
+        resource,
+        config: {
+          scopes: cfg.scopes ?? POLICY_SCOPES,
+          ...(cfg.accessTokenTTL ? { accessTokenTTL: cfg.accessTokenTTL } : {}),
+          ...(cfg.accessTokenFormat ? { accessTokenFormat: cfg.accessTokenFormat } : {}),
+        },
+      })
     },
     rotateKeys: () => send({ cmd: 'rotateKeys' }),
     setJwksAvailable: async (available) => {
       await send({ cmd: 'setJwksAvailable', available })
     },
     jwks: () => send({ cmd: 'jwks' }),
+    setIntrospection: async (mode, delayMs = DEFAULT_SLOW_INTROSPECTION_MS) => {
+      await send({ cmd: 'setIntrospection', mode, delayMs })
+    },
+    revoke: async (client, token) => {
+      const response = await fetch(revocationEndpoint, {
+        method: 'POST',
+        headers: { authorization: basic(client), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+      })
+      const text = await response.text()
+      if (response.status !== 200) throw new Error(`revocation endpoint answered ${response.status}: ${text.slice(0, 300)}`)
+    },
     stats: () => send({ cmd: 'stats' }),
     resetStats: async () => {
       await send({ cmd: 'resetStats' })
@@ -292,7 +366,7 @@ export async function startAuthServer(): Promise<AuthServer> {
         method: 'POST',
         headers: {
           ...headers,
-          authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(client.clientSecret)}`).toString('base64')}`,
+          authorization: basic(client),
           'content-type': 'application/x-www-form-urlencoded',
         },
         body: new URLSearchParams({ grant_type: 'client_credentials', resource, ...(scope ? { scope } : {}) }),
