@@ -10,14 +10,13 @@ import {
   ClientCredentialsProvider,
   DpopSession,
   StreamableHTTPClientTransport,
-  type ClientCredentialsProviderOptions,
   type FetchLike,
 } from '@modelcontextprotocol/client'
 import { decodeJwt } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { startAuthServer, type AuthServer } from './support/auth-server.ts'
-import { Customer, NEWEST_REVISION, structured, toolNames } from './support/mcp.ts'
+import { Customer, DpopClientCredentialsProvider, NEWEST_REVISION, structured, toolNames } from './support/mcp.ts'
 import { startDevServer, type DevServer } from './support/server.ts'
 
 const CLIENT_INFO = { name: 'bastion-dpop-e2e', version: '1.0.0' }
@@ -47,18 +46,6 @@ afterAll(async () => {
   await as?.stop()
 })
 
-/** The SDK's client_credentials provider plus the DPoP key it proves possession with (OAuthClientProvider.dpop). */
-class DpopClientCredentialsProvider extends ClientCredentialsProvider {
-  constructor(
-    options: ClientCredentialsProviderOptions,
-    readonly session: DpopSession,
-  ) {
-    super(options)
-  }
-  dpop(): DpopSession {
-    return this.session
-  }
-}
 
 interface Sent {
   url: string

@@ -14,7 +14,6 @@ import {
   DpopSession,
   InsufficientScopeError,
   StreamableHTTPClientTransport,
-  type ClientCredentialsProviderOptions,
   type OAuthClientProvider,
 } from '@modelcontextprotocol/client'
 import { ClientCredentialsProvider as V1ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js'
@@ -27,7 +26,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { POLICY } from '../../src/policy/policy.ts'
 import { startAuthServer, type AuthServer, type ConfidentialClient } from './support/auth-server.ts'
-import { Customer, NEWEST_REVISION, structured, toolNames } from './support/mcp.ts'
+import { Customer, DpopClientCredentialsProvider, NEWEST_REVISION, structured, toolNames } from './support/mcp.ts'
 import { startDevServer, type DevServer } from './support/server.ts'
 
 /** AUTH_INTROSPECTION_CACHE_SECONDS here (default 60): short, so a revocation is seen within the test. */
@@ -127,18 +126,6 @@ async function connectV2(authProvider: OAuthClientProvider): Promise<Client> {
   return client
 }
 
-/** The SDK's client_credentials provider plus the DPoP key it proves possession with (OAuthClientProvider.dpop). */
-class DpopClientCredentialsProvider extends ClientCredentialsProvider {
-  constructor(
-    options: ClientCredentialsProviderOptions,
-    readonly session: DpopSession,
-  ) {
-    super(options)
-  }
-  dpop(): DpopSession {
-    return this.session
-  }
-}
 
 // ---- SDK clients with opaque tokens ----
 

@@ -1,7 +1,7 @@
 // MCP clients for the e2e tests (SDK v2 on the newest revision, SDK v1 on
 // 2025-11-25) and the shapes the INTERFACE promises, checked with zod so a
 // test never reaches into an unchecked `unknown`.
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client'
+import { Client, ClientCredentialsProvider, StreamableHTTPClientTransport, type ClientCredentialsProviderOptions, type DpopSession } from '@modelcontextprotocol/client'
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { expect } from 'vitest'
@@ -122,4 +122,17 @@ export function toolError(result: unknown): string {
 
 export function toolNames(list: unknown): string[] {
   return ToolList.parse(list).tools.map((tool) => tool.name)
+}
+
+/** The SDK's client_credentials provider plus the DPoP key it proves possession with (OAuthClientProvider.dpop). */
+export class DpopClientCredentialsProvider extends ClientCredentialsProvider {
+  constructor(
+    options: ClientCredentialsProviderOptions,
+    readonly session: DpopSession,
+  ) {
+    super(options)
+  }
+  dpop(): DpopSession {
+    return this.session
+  }
 }
