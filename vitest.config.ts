@@ -18,6 +18,8 @@ export const TEST_ISSUER = 'https://issuer.test'
 export const TEST_AUDIENCE = 'https://bastion.test/mcp'
 
 const schema = unstable_splitSqlQuery(readFileSync(new URL('./schema.sql', import.meta.url), 'utf8'))
+// README "Add your own tool in five minutes": its migration, applied by test/integration/declared-tools.test.ts
+const shipments = unstable_splitSqlQuery(readFileSync(new URL('./test/fixtures/shipments/0002_shipments.sql', import.meta.url), 'utf8'))
 
 export default defineConfig({
   test: {
@@ -38,6 +40,8 @@ export default defineConfig({
             main: './src/index.ts',
             wrangler: { configPath: './wrangler.toml' },
             miniflare: {
+              // A second database for the row-scope differential test (test/integration/row-scope-differential.test.ts).
+              d1Databases: { TENANT_DB: 'tenant-db' },
               bindings: {
                 AUTH_ISSUER: TEST_ISSUER,
                 AUTH_AUDIENCE: TEST_AUDIENCE,
@@ -46,6 +50,7 @@ export default defineConfig({
                 TEST_PRIVATE_JWKS: JSON.stringify({ keys: [rsaPrivate, ecPrivate] }),
                 TEST_SCHEMA: schema,
                 TEST_DEMO_DATA: demoDataStatements(),
+                TEST_SHIPMENTS_MIGRATION: shipments,
               },
             },
           }),

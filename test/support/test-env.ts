@@ -8,6 +8,10 @@ export interface TestEnv extends Env {
   TEST_PRIVATE_JWKS: string
   TEST_SCHEMA: string[]
   TEST_DEMO_DATA: string[]
+  /** test/fixtures/shipments/0002_shipments.sql, split into statements */
+  TEST_SHIPMENTS_MIGRATION: string[]
+  /** An empty database of its own (row-scope differential test). */
+  TENANT_DB: D1Database
 }
 
 export function testEnv(env: unknown): TestEnv {
