@@ -1,11 +1,14 @@
-// npm run db:init — applies schema.sql and the deterministic demo data to the
-// local D1. Idempotent: the schema uses IF NOT EXISTS and the data INSERT OR
-// IGNORE, so running it again changes nothing. A local D1 made before audit
+// npm run db:init — applies migrations/ (`wrangler d1 migrations apply DB
+// --local`: each once, recorded in d1_migrations) and the deterministic demo
+// data to the local D1. Idempotent: applied migrations are skipped and the data
+// is INSERT OR IGNORE, so running it again changes nothing. A local D1 made
+// from the former schema.sql (no d1_migrations) takes 0001_initial.sql as a
+// no-op (IF NOT EXISTS) and records it. A local D1 made before audit
 // chains existed (audit_log without `chain`) is migrated first: its tables are
-// moved aside, schema.sql creates the new ones, and the old rows are copied in
+// moved aside, the migrations create the new ones, and the old rows are copied in
 // as chain 0 (scripts/sql/audit-chains-*.sql; an interrupted run resumes).
 // An audit_log made before refusal rows were compacted lacks the columns
-// schema.sql lists after `chain`: the lines of
+// 0001_initial.sql lists after `chain`: the lines of
 // scripts/sql/audit-refusal-columns.sql that add a missing one are run (NULL
 // in every old row, which keeps every old hash valid, see canonicalRow).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -25,7 +28,8 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const found = (JSON.parse(tables) as { results: { name: string; sql: string }[] }[])[0]?.results ?? []
   const old = found.find((t) => t.name === 'audit_log' && !/\bchain\b/.test(t.sql))
   if (old) await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-1-detach.sql')], { quiet: true })
-  await wrangler([...base, '--file', join(ROOT, 'schema.sql')], { quiet: true })
+  // non-interactive (stdin is not a terminal): wrangler applies without asking
+  await wrangler(['d1', 'migrations', 'apply', 'DB', '--local', ...persistArgs(env)], { quiet: true })
   if (old || found.some((t) => t.name === 'audit_log_unchained')) {
     await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-3-copy.sql')], { quiet: true })
     console.log('audit_log migrated to audit chains: existing rows are chain 0')

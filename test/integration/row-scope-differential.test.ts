@@ -18,7 +18,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { parseRowScope, rowFilterFor, type RowFilter } from '../../src/policy/row-scope.ts'
 import { executeReadOnly, type ExecuteOptions } from '../../src/sql/execute.ts'
 import { BUSINESS_TABLES } from '../support/sql-cases.ts'
-import { testEnv } from '../support/test-env.ts'
+import { applyMigrations, testEnv } from '../support/test-env.ts'
 
 const SEED = 20261207
 const NUM_RUNS = 1000
@@ -55,7 +55,7 @@ beforeAll(async () => {
         .bind(`tkt_diff_${i}`, customer, `ticket ${i}`, now),
     ),
   )
-  for (const statement of E.TEST_SCHEMA) await E.TENANT_DB.prepare(statement).run()
+  await applyMigrations(E.TENANT_DB)
   expect(await copy('products', '1')).toBeGreaterThan(0)
   expect(await copy('customers', 'id = ?1', A)).toBe(1)
   expect(await copy('orders', 'customer_id = ?1', A)).toBeGreaterThan(1)
