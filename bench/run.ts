@@ -447,8 +447,8 @@ async function main(): Promise<void> {
   }))
   const skipped = { error: 'skipped (BENCH_EXTRAS=0)' }
   const extra = EXTRAS
-    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts'), identity: micro('auth.ts') }
-    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error], identity: [skipped.error] }
+    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts'), identity: micro('auth.ts'), declared: micro('declared.ts') }
+    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error], identity: [skipped.error], declared: [skipped.error] }
   const date = new Date().toISOString()
   const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, users: USERS, agents: AGENTS, scenarios: SCENARIOS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
 
@@ -499,6 +499,10 @@ async function main(): Promise<void> {
     '## Identity: JWT verify vs opaque-token introspection (scripts/bench/auth.ts)',
     '```',
     ...extra.identity,
+    '```',
+    '## Declared tools vs hand-written, row-scoped vs unscoped execute_query (scripts/bench/declared.ts)',
+    '```',
+    ...extra.declared,
     '```',
     '',
     `Whole run: ${result.wallSeconds} s.`,

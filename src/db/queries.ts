@@ -143,6 +143,11 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: ExecuteOpt
       return (await db.prepare(statement).bind(...params).all<Record<string, unknown>>()).results
     },
 
+    /** A declared read of one row: the first, or null. */
+    selectFirst(statement: string, params: readonly SqlValue[]): Promise<Record<string, unknown> | null> {
+      return db.prepare(statement).bind(...params).first<Record<string, unknown>>()
+    },
+
     /** A declared write, committed with the call's audit row; false when it changed no row (nothing applied). */
     write(statement: string, params: SqlValue[], output: unknown): Promise<boolean> {
       return commit([{ sql: statement, params }], output)

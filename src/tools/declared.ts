@@ -414,12 +414,12 @@ export function declaredTool(name: string, tool: DeclaredTool): ToolDefinition {
         if (tool.requireChange !== undefined) throw new ToolError(fillMessage(tool.requireChange, args), 'no_change')
         return { applied: false }
       }
-      const rows = await ctx.data.select(c.sql, values)
       if ('row' in tool.result) {
-        const row = rows[0]
+        const row = await ctx.data.selectFirst(c.sql, values)
         if (!row) throw new ToolError(fillMessage(tool.result.notFound, args), 'not_found')
         return { [tool.result.row]: row }
       }
+      const rows = await ctx.data.select(c.sql, values)
       const max = tool.result.maxRows ?? DEFAULT_MAX_ROWS
       return rows.length > max ? { [tool.result.rows]: rows.slice(0, max), truncated: true } : { [tool.result.rows]: rows }
     },
