@@ -3,7 +3,7 @@
 // Starts each variant of VARIANTS side by side through wrangler's
 // unstable_startWorker (inspector off: the CLI cannot turn it off and it
 // halves D1-bound throughput), each with its own persisted local D1 seeded
-// with schema.sql + the demo data. Then, with autocannon: a warm-up per
+// with migrations/ + the demo data. Then, with autocannon: a warm-up per
 // variant, and interleaved rounds (a, b, a, b, a, b) at each connection count,
 // so drift on a shared machine hits every variant alike. Per variant and
 // connection count: medians over rounds of req/s, p50, p99, and the Worker's
@@ -30,7 +30,7 @@ import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { unstable_startWorker } from 'wrangler'
 import { demoDataStatements } from '../scripts/demo-data.ts'
-import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
+import { ensureKeys, migrationFiles, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
 import { mintDevToken } from '../scripts/token.ts'
 import { freePorts } from '../test/e2e/support/server.ts'
 import { cpuMs, workerdPids } from '../scripts/bench/proc.ts'
@@ -175,7 +175,7 @@ function wranglerSync(args: string[]): { status: number | null; out: string } {
 }
 
 function seed(config: string, persist: string, dataFile: string): void {
-  for (const file of [join(ROOT, 'schema.sql'), dataFile]) {
+  for (const file of [...migrationFiles(), dataFile]) {
     const r = wranglerSync(['d1', 'execute', 'DB', '--local', '-c', config, '--persist-to', persist, '--yes', '--file', file])
     if (r.status !== 0) throw new Error(`seeding ${config} failed:\n${r.out}`)
   }

@@ -27,8 +27,6 @@ export interface RowScope {
   exemptRoles: ReadonlySet<string>
 }
 
-export const NO_ROW_SCOPE: RowScope = { rules: new Map(), exemptRoles: new Set() }
-
 /** What one caller may read: per scoped table, its column and the caller's value (undefined: the token lacks the claim). */
 export type RowFilter = ReadonlyMap<string, { column: string; claim: string; value: string | number | undefined }>
 

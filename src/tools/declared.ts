@@ -24,7 +24,7 @@ import type { ToolSettings } from '../policy/policy.ts'
 import type { SqlValue } from '../db/queries.ts'
 import { claimMissing, defineTool, ToolError, type ToolContext, type ToolDefinition } from './define.ts'
 
-export interface StringParameter {
+interface StringParameter {
   type: 'string'
   description: string
   pattern?: string
@@ -37,7 +37,7 @@ export interface StringParameter {
   optional?: boolean
   default?: string
 }
-export interface NumberParameter {
+interface NumberParameter {
   type: 'integer' | 'number'
   description: string
   minimum?: number
@@ -45,22 +45,22 @@ export interface NumberParameter {
   optional?: boolean
   default?: number
 }
-export interface BooleanParameter {
+interface BooleanParameter {
   type: 'boolean'
   description: string
   optional?: boolean
   default?: boolean
 }
 /** Bound from the caller's token: not in the input schema, never from the model. */
-export interface ClaimParameter {
+interface ClaimParameter {
   from: `claim.${string}`
 }
-export type DeclaredParameter = StringParameter | NumberParameter | BooleanParameter | ClaimParameter
+type DeclaredParameter = StringParameter | NumberParameter | BooleanParameter | ClaimParameter
 
-export type ColumnType = 'text' | 'integer' | 'real' | 'text?' | 'integer?' | 'real?'
+type ColumnType = 'text' | 'integer' | 'real' | 'text?' | 'integer?' | 'real?'
 
 /** The settings a declaration carries to the policy (policy.ts ToolSettings). */
-export interface DeclaredLimits {
+interface DeclaredLimits {
   timeoutMs?: number
   outputTokens?: number
   sensitiveFields?: readonly string[]
@@ -79,7 +79,7 @@ interface DeclaredBase extends DeclaredLimits {
   sql: string
 }
 
-export interface DeclaredRead extends DeclaredBase {
+interface DeclaredRead extends DeclaredBase {
   access: 'read'
   /**
    * `row`: the first row as `{ <row>: {...} }`, or a not-found error with the
@@ -91,7 +91,7 @@ export interface DeclaredRead extends DeclaredBase {
   columns?: Readonly<Record<string, ColumnType>>
 }
 
-export interface DeclaredWrite extends DeclaredBase {
+interface DeclaredWrite extends DeclaredBase {
   access: 'write'
   /** the error message when the statement changed no row (`:name` replaced); without it, `{ applied: false }` */
   requireChange?: string
@@ -133,9 +133,14 @@ export function namedParameters(sql: string): string[] {
   while (i < sql.length) {
     const c = sql[i]!
     if (c === "'" || c === '"' || c === '`' || c === '[') {
+      // to the closing quote; a doubled quote inside is an escaped one (not in [...])
       const close = c === '[' ? ']' : c
       i++
-      while (i < sql.length && !(sql[i] === close && !(close !== ']' && sql[i + 1] === close && (i += 1)))) i++
+      while (i < sql.length) {
+        if (sql[i] === close && close !== ']' && sql[i + 1] === close) i += 2
+        else if (sql[i] === close) break
+        else i++
+      }
       i++
     } else if (c === '-' && sql[i + 1] === '-') {
       while (i < sql.length && sql[i] !== '\n') i++
@@ -318,7 +323,7 @@ interface Compiled {
 type SqlCheck = { ok: true; compiled: Compiled } | { ok: false; message: string }
 
 /** The guard's verdict on a declaration's statement, compiled for one row-scope shape (table → column). */
-export async function compileDeclared(tool: DeclaredTool, rowScope: ReadonlyMap<string, string>): Promise<SqlCheck> {
+async function compileDeclared(tool: DeclaredTool, rowScope: ReadonlyMap<string, string>): Promise<SqlCheck> {
   const { guardQuery, guardWrite } = await import('../sql/guard.ts')
   if (tool.access === 'read') {
     const maxRows = 'rows' in tool.result ? (tool.result.maxRows ?? DEFAULT_MAX_ROWS) : 1

@@ -2,6 +2,7 @@
 // mistake is refused — when the Worker loads (withDeclaredTools, which
 // POLICY_INPUT is built with) or by `npm run check:tools` (the SQL guard's
 // checks) — with a message naming the tool, the field and the line.
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import DECLARED_TOOLS from '../../tools.config.ts'
 import { problemLine } from '../../scripts/check-tools.ts'
@@ -142,6 +143,16 @@ describe('declared tool contract', () => {
   })
 
   it('finds :name parameters outside strings, quoted names and comments', () => {
-    expect(namedParameters("SELECT ':no', \"a:no\", [b:no], `c:no` -- :no\n, :yes /* :no */ FROM t WHERE x = :yes AND y = :other")).toEqual(['yes', 'other'])
+    expect(namedParameters("SELECT 'it''s :no', \"a:no\", [b:no], `c:no` -- :no\n, :yes /* :no */ FROM t WHERE x = :yes AND y = :other")).toEqual(['yes', 'other'])
+  })
+})
+
+describe('README "Add your own tool in five minutes"', () => {
+  const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')
+  it('shows exactly the migration and the declaration the integration test runs', () => {
+    const readme = read('README.md')
+    const tools = read('test/fixtures/shipments/tools.ts')
+    expect(readme).toContain(read('test/fixtures/shipments/0002_shipments.sql'))
+    expect(readme).toContain(tools.slice(tools.indexOf('  list_shipments: {'), tools.lastIndexOf('})')))
   })
 })
