@@ -368,19 +368,22 @@ function fillMessage(message: string, args: Record<string, unknown>): string {
 /** One declaration as a tool the boundary (mcp/invoke.ts) runs like any hand-written one. */
 export function declaredTool(name: string, tool: DeclaredTool): ToolDefinition {
   const params = tool.parameters ?? {}
-  // compiled once per isolate and row-scope shape; a statement the guard refuses fails every call
-  const compiled = new Map<string, Promise<Compiled>>()
-  const compile = (filter: RowFilter): Promise<Compiled> => {
-    const columns = filterColumns(filter)
-    const key = JSON.stringify([...columns])
-    let entry = compiled.get(key)
+  // compiled once per isolate and row-scope shape (table → column); a statement the guard refuses fails every call
+  const ready = new Map<string, Compiled>()
+  const pending = new Map<string, Promise<Compiled>>()
+  const compile = (filter: RowFilter): Compiled | Promise<Compiled> => {
+    const key = filter.size === 0 ? '' : [...filter].map(([table, f]) => `${table}.${f.column}`).join(',')
+    const done = ready.get(key)
+    if (done) return done
+    let entry = pending.get(key)
     if (!entry) {
-      entry = compileDeclared(tool, columns).then((r) => {
+      entry = compileDeclared(tool, filterColumns(filter)).then((r) => {
+        pending.delete(key)
         if (!r.ok) throw new Error(formatProblem({ tool: name, field: ['sql'], message: r.message }))
+        ready.set(key, r.compiled)
         return r.compiled
       })
-      entry.catch(() => compiled.delete(key))
-      compiled.set(key, entry)
+      pending.set(key, entry)
     }
     return entry
   }
@@ -411,7 +414,8 @@ export function declaredTool(name: string, tool: DeclaredTool): ToolDefinition {
       ? { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false }
       : { readOnlyHint: false, destructiveHint: tool.destructive ?? true, idempotentHint: false, openWorldHint: false },
     async run(args: Record<string, unknown>, ctx) {
-      const c = await compile(ctx.data.rowFilter)
+      const compiled = compile(ctx.data.rowFilter)
+      const c = compiled instanceof Promise ? await compiled : compiled
       const values = bind(c, args, ctx)
       if (tool.access === 'write') {
         const output = { applied: true }
