@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { cloudflareTest } from '@cloudflare/vitest-pool-workers'
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers'
 import { exportJWK, generateKeyPair } from 'jose'
 import { unstable_splitSqlQuery } from 'wrangler'
 import { defineConfig } from 'vitest/config'
@@ -17,7 +17,10 @@ const ecPrivate = { ...(await exportJWK(ec.privateKey)), kid: 'test-es256', alg:
 export const TEST_ISSUER = 'https://issuer.test'
 export const TEST_AUDIENCE = 'https://bastion.test/mcp'
 
-const schema = unstable_splitSqlQuery(readFileSync(new URL('./schema.sql', import.meta.url), 'utf8'))
+// migrations/, as wrangler reads them: applied to the test D1 by test/support/apply-schema.ts
+const migrations = await readD1Migrations(new URL('./migrations', import.meta.url).pathname)
+// README "Add your own tool in five minutes": its migration, applied by test/integration/declared-tools.test.ts
+const shipments = unstable_splitSqlQuery(readFileSync(new URL('./test/fixtures/shipments/0002_shipments.sql', import.meta.url), 'utf8'))
 
 export default defineConfig({
   test: {
@@ -38,14 +41,17 @@ export default defineConfig({
             main: './src/index.ts',
             wrangler: { configPath: './wrangler.toml' },
             miniflare: {
+              // A second database for the row-scope differential test (test/integration/row-scope-differential.test.ts).
+              d1Databases: { TENANT_DB: 'tenant-db' },
               bindings: {
                 AUTH_ISSUER: TEST_ISSUER,
                 AUTH_AUDIENCE: TEST_AUDIENCE,
                 AUTH_JWKS: JSON.stringify({ keys: [rsaPublic, ecPublic] }),
                 ALLOWED_ORIGINS: 'https://allowed.example',
                 TEST_PRIVATE_JWKS: JSON.stringify({ keys: [rsaPrivate, ecPrivate] }),
-                TEST_SCHEMA: schema,
+                TEST_MIGRATIONS: migrations,
                 TEST_DEMO_DATA: demoDataStatements(),
+                TEST_SHIPMENTS_MIGRATION: shipments,
               },
             },
           }),

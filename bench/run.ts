@@ -3,7 +3,7 @@
 // Starts each variant of VARIANTS side by side through wrangler's
 // unstable_startWorker (inspector off: the CLI cannot turn it off and it
 // halves D1-bound throughput), each with its own persisted local D1 seeded
-// with schema.sql + the demo data. Then, with autocannon: a warm-up per
+// with migrations/ + the demo data. Then, with autocannon: a warm-up per
 // variant, and interleaved rounds (a, b, a, b, a, b) at each connection count,
 // so drift on a shared machine hits every variant alike. Per variant and
 // connection count: medians over rounds of req/s, p50, p99, and the Worker's
@@ -30,7 +30,7 @@ import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { unstable_startWorker } from 'wrangler'
 import { demoDataStatements } from '../scripts/demo-data.ts'
-import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
+import { ensureKeys, migrationFiles, ROOT, WRANGLER, type DevEnv } from '../scripts/lib/dev-env.ts'
 import { mintDevToken } from '../scripts/token.ts'
 import { freePorts } from '../test/e2e/support/server.ts'
 import { cpuMs, workerdPids } from '../scripts/bench/proc.ts'
@@ -175,7 +175,7 @@ function wranglerSync(args: string[]): { status: number | null; out: string } {
 }
 
 function seed(config: string, persist: string, dataFile: string): void {
-  for (const file of [join(ROOT, 'schema.sql'), dataFile]) {
+  for (const file of [...migrationFiles(), dataFile]) {
     const r = wranglerSync(['d1', 'execute', 'DB', '--local', '-c', config, '--persist-to', persist, '--yes', '--file', file])
     if (r.status !== 0) throw new Error(`seeding ${config} failed:\n${r.out}`)
   }
@@ -447,8 +447,8 @@ async function main(): Promise<void> {
   }))
   const skipped = { error: 'skipped (BENCH_EXTRAS=0)' }
   const extra = EXTRAS
-    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts'), identity: micro('auth.ts') }
-    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error], identity: [skipped.error] }
+    ? { bundle: bundle(), bundleBaseline: bundle(VARIANTS[0]!.config), startup: startupCpu(), startupBaseline: startupCpu(VARIANTS[0]!.config), sqlGuard: micro('sql-guard.ts'), sqlBudget: micro('sql-budget.ts'), limits: micro('limits.ts'), estimate: micro('estimate.ts'), identity: micro('auth.ts'), declared: micro('declared.ts') }
+    : { bundle: skipped, bundleBaseline: skipped, startup: skipped, startupBaseline: skipped, sqlGuard: [skipped.error], sqlBudget: [skipped.error], limits: [skipped.error], estimate: [skipped.error], identity: [skipped.error], declared: [skipped.error] }
   const date = new Date().toISOString()
   const result = { date, machine, settings: { seconds: SECONDS, connections: CONNECTIONS, rounds: ROUNDS, users: USERS, agents: AGENTS, scenarios: SCENARIOS, warmupSeconds: WARMUP_SECONDS, request: 'tools/call get_customer (2025-11-25, stateless, JSON)' }, rows: withRatio, samples, ...extra, wallSeconds: Math.round((Date.now() - t0) / 1000) }
 
@@ -499,6 +499,10 @@ async function main(): Promise<void> {
     '## Identity: JWT verify vs opaque-token introspection (scripts/bench/auth.ts)',
     '```',
     ...extra.identity,
+    '```',
+    '## Declared tools vs hand-written, row-scoped vs unscoped execute_query (scripts/bench/declared.ts)',
+    '```',
+    ...extra.declared,
     '```',
     '',
     `Whole run: ${result.wallSeconds} s.`,

@@ -1,19 +1,46 @@
-// npm run db:init — applies schema.sql and the deterministic demo data to the
-// local D1. Idempotent: the schema uses IF NOT EXISTS and the data INSERT OR
-// IGNORE, so running it again changes nothing. A local D1 made before audit
+// npm run db:init — applies migrations/ (each once, recorded in d1_migrations
+// as `wrangler d1 migrations apply` records them) and the deterministic demo
+// data to the local D1. Idempotent: applied migrations are skipped and the data
+// is INSERT OR IGNORE, so running it again changes nothing. A local D1 made
+// from the former schema.sql (no d1_migrations) takes 0001_initial.sql as a
+// no-op (IF NOT EXISTS) and records it. A local D1 made before audit
 // chains existed (audit_log without `chain`) is migrated first: its tables are
-// moved aside, schema.sql creates the new ones, and the old rows are copied in
+// moved aside, the migrations create the new ones, and the old rows are copied in
 // as chain 0 (scripts/sql/audit-chains-*.sql; an interrupted run resumes).
 // An audit_log made before refusal rows were compacted lacks the columns
-// schema.sql lists after `chain`: the lines of
+// 0001_initial.sql lists after `chain`: the lines of
 // scripts/sql/audit-refusal-columns.sql that add a missing one are run (NULL
 // in every old row, which keeps every old hash valid, see canonicalRow).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { demoDataStatements } from './demo-data.ts'
-import { devEnv, persistArgs, ROOT, wrangler } from './lib/dev-env.ts'
+import { devEnv, migrationFiles, persistArgs, ROOT, wrangler } from './lib/dev-env.ts'
 
 const ADD_COLUMN = /^ALTER TABLE audit_log ADD COLUMN (\w+) .*;$/
+
+/**
+ * Applies the migrations not yet recorded in d1_migrations, each with its
+ * record in one `wrangler d1 execute --file`, exactly as `wrangler d1
+ * migrations apply` records them (same table, same columns), so either tool
+ * sees the other's work. One execute per migration instead of `migrations
+ * apply` keeps db:init on the one wrangler command it uses throughout.
+ */
+async function applyMigrations(base: string[], tmp: string): Promise<void> {
+  await wrangler([...base, '--command', MIGRATIONS_TABLE], { quiet: true })
+  const out = await wrangler([...base, '--json', '--command', 'SELECT name FROM d1_migrations'], { quiet: true })
+  const applied = new Set(((JSON.parse(out) as { results: { name: string }[] }[])[0]?.results ?? []).map((r) => r.name))
+  for (const file of migrationFiles()) {
+    const name = basename(file)
+    if (applied.has(name)) continue
+    const step = join(tmp, `migration-${name}`)
+    writeFileSync(step, `${readFileSync(file, 'utf8').trimEnd()}\nINSERT INTO d1_migrations (name) VALUES ('${name.replaceAll("'", "''")}');\n`)
+    await wrangler([...base, '--file', step], { quiet: true })
+    console.log(`migration ${name} applied`)
+  }
+}
+
+/** wrangler's own d1_migrations table (wrangler d1 migrations, applyD1Migrations). */
+const MIGRATIONS_TABLE = 'CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)'
 
 export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const tmp = join(env.dir, 'tmp')
@@ -25,7 +52,7 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const found = (JSON.parse(tables) as { results: { name: string; sql: string }[] }[])[0]?.results ?? []
   const old = found.find((t) => t.name === 'audit_log' && !/\bchain\b/.test(t.sql))
   if (old) await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-1-detach.sql')], { quiet: true })
-  await wrangler([...base, '--file', join(ROOT, 'schema.sql')], { quiet: true })
+  await applyMigrations(base, tmp)
   if (old || found.some((t) => t.name === 'audit_log_unchained')) {
     await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-3-copy.sql')], { quiet: true })
     console.log('audit_log migrated to audit chains: existing rows are chain 0')

@@ -1,4 +1,5 @@
 // npm run dev — one command from a clean clone to a running server:
+//   0. checks tools.config.ts (npm run check:tools); a mistake stops here
 //   1. creates the development key pair once (private part in .dev/, git-ignored)
 //   2. writes .dev.vars (issuer, audience, public JWKS) for http://127.0.0.1:8787
 //   3. initialises and seeds the local D1 (idempotent)
@@ -8,6 +9,7 @@
 // (UPSTASH_REDIS_REST_URL/TOKEN), so the Upstash backend runs as in production.
 // Then: `npm run token -- --role admin` prints a token this server accepts.
 import { spawn } from 'node:child_process'
+import { checkTools } from './check-tools.ts'
 import { initLocalDatabase } from './db-init.ts'
 import { devEnv, devVars, ensureKeys, persistArgs, ROOT, WRANGLER, writeDevVars } from './lib/dev-env.ts'
 import { startLocalUpstash } from './lib/upstash-local.ts'
@@ -20,6 +22,8 @@ async function localUpstash(): Promise<{ args: string[]; stop(): Promise<void> }
 }
 
 async function main() {
+  const mistakes = await checkTools()
+  if (mistakes.length > 0) throw new Error(mistakes.join('\n'))
   const env = devEnv()
   const keys = await ensureKeys(env)
   const vars = devVars(env, keys)

@@ -2,7 +2,7 @@
 // estimateTokens charges as one token each.
 //   npx tsx scripts/estimate-words.ts
 // Candidates: the words of src/**/*.ts comments and string literals (the
-// project's English), of scripts/demo-data.ts and schema.sql (the business
+// project's English), of scripts/demo-data.ts and migrations/ (the business
 // data's vocabulary), split where a capital follows a lower-case letter. A
 // word is listed only if it is one token in both o200k_base and cl100k_base
 // (gpt-tokenizer) in all four forms "w", " w", "W", " W"; a mark sequence
@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { encode as cl100k } from 'gpt-tokenizer/encoding/cl100k_base'
 import { encode as o200k } from 'gpt-tokenizer/encoding/o200k_base'
+import { migrationFiles } from './lib/dev-env.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const walk = (dir: string): string[] =>
@@ -29,7 +30,7 @@ for (const file of walk(join(root, 'src'))) {
   for (const m of src.matchAll(/'([^'\n]*)'/g)) add(m[1]!)
 }
 add(readFileSync(join(root, 'scripts/demo-data.ts'), 'utf8'))
-add(readFileSync(join(root, 'schema.sql'), 'utf8'))
+for (const file of migrationFiles()) add(readFileSync(file, 'utf8'))
 
 const oneToken = (s: string) => o200k(s).length === 1 && cl100k(s).length === 1
 const capital = (w: string) => w[0]!.toUpperCase() + w.slice(1)

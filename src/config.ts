@@ -7,6 +7,9 @@ import * as z from 'zod'
 import { isLogLevel, type LogLevel } from './log.ts'
 import { formatClaimPath, parseClaimPath, PRESET_NAMES, PRESETS, type ClaimMapping, type ClaimPath, type PresetName } from './auth/claims.ts'
 import { POLICY } from './policy/policy.ts'
+import { parseRowScope, scopeClaims, type RowScope } from './policy/row-scope.ts'
+import { declaredClaims } from './tools/declared.ts'
+import DECLARED_TOOLS from '../tools.config.ts'
 
 const FORBIDDEN_ALGORITHM = /^(none|HS\d+)$/i
 const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
@@ -71,6 +74,8 @@ const RawConfig = z
     AUTH_INTROSPECTION_CACHE_SECONDS: optionalText,
     AUTH_INTROSPECTION_TIMEOUT_MS: optionalText,
     AUTH_INTROSPECTION_RATE: optionalText,
+    ROW_SCOPE: optionalText,
+    ROW_SCOPE_EXEMPT_ROLES: optionalText,
   })
   .loose()
 
@@ -109,6 +114,8 @@ export interface Config {
   auditChains: number
   /** LIMIT_SHARDS: limiter objects (embedded backend) subjects are spread over by `sub` (1..MAX_LIMIT_SHARDS). */
   limitShards: number
+  /** ROW_SCOPE, ROW_SCOPE_EXEMPT_ROLES (policy/row-scope.ts): the rows each caller may read. */
+  rowScope: RowScope
 }
 
 interface Introspection {
@@ -266,6 +273,15 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
 
   const claims = claimMapping(raw)
   if (!claims.ok) return fail(claims.setting, claims.problem)
+  let rowScope: RowScope
+  try {
+    rowScope = parseRowScope(raw.ROW_SCOPE, raw.ROW_SCOPE_EXEMPT_ROLES, new Set(POLICY.roles.keys()))
+  } catch (error) {
+    const [setting, ...problem] = (error as Error).message.split(': ')
+    return fail(setting!, problem.join(': '))
+  }
+  // the claims the principal keeps: those the row scope and the declared tools' bound parameters read
+  const boundClaims = [...new Set([...scopeClaims(rowScope), ...declaredClaims(DECLARED_TOOLS)])].filter((c) => c !== 'sub').map((c) => parseClaimPath(c)!)
   const audiences = [raw.AUTH_AUDIENCE]
   for (const entry of commaList(raw.AUTH_EXTRA_AUDIENCES)) if (!audiences.includes(entry)) audiences.push(entry)
 
@@ -330,7 +346,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       resourceMetadataUrl: resourceMetadataUrlFor(raw.AUTH_AUDIENCE),
       audiences,
       jwks,
-      claims: claims.value,
+      claims: { ...claims.value, boundClaims },
       introspection,
       algorithms,
       allowedOrigins,
@@ -344,6 +360,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       rateLimitFailMode,
       auditChains,
       limitShards,
+      rowScope,
     },
   }
 }

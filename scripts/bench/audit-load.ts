@@ -1,7 +1,7 @@
 // The audit log under load (issue #9's table, rerun): mcp-bastion with the
 // AuditSequencer, against the no-controls baseline (bench/baseline), both
 // started through wrangler's unstable_startWorker with the inspector off, each
-// on its own persisted local D1 seeded with schema.sql + the demo data.
+// on its own persisted local D1 seeded with migrations/ + the demo data.
 //
 //   1. burst: BURST_CALLS (1500) get_customer calls, BURST_IN_FLIGHT (20) in
 //      flight → HTTP statuses, audit rows written, audit_write_failed lines,
@@ -29,7 +29,7 @@ import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { unstable_startWorker } from 'wrangler'
 import { demoDataStatements } from '../demo-data.ts'
-import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
+import { ensureKeys, migrationFiles, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
 import { mintDevToken } from '../token.ts'
 import { freePorts } from '../../test/e2e/support/server.ts'
 
@@ -80,7 +80,7 @@ async function start(kind: 'bastion' | 'baseline', dir: string, jwks: string, ke
   const config = kind === 'bastion' ? 'wrangler.toml' : 'bench/baseline/wrangler.toml'
   const persist = join(dir, kind)
   const dataFile = join(dir, 'demo-data.sql')
-  for (const file of [join(ROOT, 'schema.sql'), dataFile]) wranglerSync(['d1', 'execute', 'DB', '--local', '-c', config, '--persist-to', persist, '--yes', '--file', file])
+  for (const file of [...migrationFiles(), dataFile]) wranglerSync(['d1', 'execute', 'DB', '--local', '-c', config, '--persist-to', persist, '--yes', '--file', file])
   const [port] = (await freePorts(1)) as [number]
   const origin = `http://127.0.0.1:${port}`
   const vars = kind === 'bastion' ? { AUTH_ISSUER: origin, AUTH_AUDIENCE: `${origin}/mcp`, AUTH_JWKS: jwks } : {}

@@ -41,7 +41,7 @@ async function main() {
     const facts: CallFacts = {
       requestId: crypto.randomUUID(),
       startedAt: Date.now(),
-      principal: { sub: 'bench', scopes: new Set(['customers:read']), roles: ['admin'], tokenId: 'sha256:0011223344556677', clientId: undefined },
+      principal: { sub: 'bench', scopes: new Set(['customers:read']), roles: ['admin'], tokenId: 'sha256:0011223344556677', clientId: undefined, claims: new Map() },
       method: 'tools/call',
       toolName: 'get_customer',
       toolArguments: { customerId: 'cus_001' },

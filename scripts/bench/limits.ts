@@ -36,7 +36,7 @@ import { pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
 import { unstable_startWorker } from 'wrangler'
 import { demoDataStatements } from '../demo-data.ts'
-import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
+import { ensureKeys, migrationFiles, ROOT, WRANGLER, type DevEnv } from '../lib/dev-env.ts'
 import { mintDevToken } from '../token.ts'
 import { freePort } from '../../test/support/redis-server.ts'
 import { cpuMs, descendantPids, workerdPids } from './proc.ts'
@@ -71,7 +71,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function seed(persist: string, dir: string): void {
   const data = join(dir, 'demo.sql')
   writeFileSync(data, demoDataStatements().join(';\n') + ';\n')
-  for (const file of [join(ROOT, 'schema.sql'), data]) {
+  for (const file of [...migrationFiles(), data]) {
     const r = spawnSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '-c', join(ROOT, 'wrangler.toml'), '--persist-to', persist, '--yes', '--file', file], {
       cwd: ROOT,
       encoding: 'utf8',

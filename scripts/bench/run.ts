@@ -16,6 +16,7 @@ const BENCHES = [
   ['end to end over HTTP (wrangler dev)', 'http.ts'],
   ['DPoP: proof verifier, and Bearer vs DPoP through the Worker', 'dpop.ts'],
   ['identity: JWT verify vs opaque-token introspection (cached, uncached), alone and through the Worker', 'auth.ts'],
+  ['declared tools vs hand-written, row-scoped vs unscoped execute_query (inside workerd)', 'declared.ts'],
   ['rate and concurrency limits (check cost per backend; throughput on vs off)', 'limits.ts'],
 ] as const
 

@@ -7,7 +7,7 @@
 //
 // The private key never leaves that folder and is never committed.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
@@ -130,6 +130,12 @@ export function wrangler(args: string[], opts: { quiet?: boolean } = {}): Promis
       } else reject(new Error(`wrangler ${args.join(' ')} exited ${code}\n${out}\n${err}`))
     })
   })
+}
+
+/** migrations/*.sql in the order wrangler applies them (by name), as absolute paths. */
+export function migrationFiles(): string[] {
+  const dir = join(ROOT, 'migrations')
+  return readdirSync(dir).filter((f) => f.endsWith('.sql')).sort().map((f) => join(dir, f))
 }
 
 export function persistArgs(env: DevEnv): string[] {

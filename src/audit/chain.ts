@@ -3,11 +3,11 @@
 //
 // What it guarantees:
 //   * `canonicalRow` is a deterministic, injective encoding of every column of
-//     an audit row except `hash`, in schema.sql's order, so a row's hash
+//     an audit row except `hash`, in 0001_initial.sql's order, so a row's hash
 //     covers all of it (including `seq` and `prev_hash`).
 //   * `rowHash(prev, row)` = lowercase hex SHA-256 of the UTF-8 bytes of
 //     `prev + "\n" + canonicalRow(row)`: that is what "prev_hash ‖ canonical
-//     row" means everywhere in this project (schema.sql, audit:verify).
+//     row" means everywhere in this project (migrations/0001_initial.sql, audit:verify).
 //   * `sealRow` only produces rows that survive a D1 round trip unchanged
 //     (integers, well-formed UTF-16 strings, ISO-8601 UTC `ts`), so a row
 //     read back hashes to the value that was written.
@@ -23,7 +23,7 @@
 // head seq/hash written to the Worker's logs after each append).
 import { sha256Hex } from '../digest.ts'
 
-/** Every value the `outcome` column accepts (schema.sql CHECK constraint). */
+/** Every value the `outcome` column accepts (0001_initial.sql CHECK constraint). */
 export const AUDIT_OUTCOMES = ['ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error'] as const
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number]
 
@@ -38,7 +38,7 @@ export function isRefusal(outcome: AuditOutcome): outcome is RefusalOutcome {
 /**
  * One audited `tools/call`: every column of `audit_log` except the chain
  * columns (`seq`, `prev_hash`, `hash`), which `sealRow` adds. Column meanings
- * are documented in schema.sql. Nullable columns may be omitted (stored as
+ * are documented in migrations/0001_initial.sql. Nullable columns may be omitted (stored as
  * NULL).
  */
 export interface AuditRecord {
@@ -86,7 +86,7 @@ export interface ChainHead {
 export const GENESIS_HASH = '0'.repeat(64)
 export const GENESIS: ChainHead = Object.freeze({ seq: 0, hash: GENESIS_HASH })
 
-/** Columns of `audit_log` in schema.sql's order, `hash` excluded. */
+/** Columns of `audit_log` in 0001_initial.sql's order, `hash` excluded. */
 export const CANONICAL_COLUMNS = [
   'seq', 'ts', 'request_id', 'sub', 'token_id', 'client_name', 'client_version', 'method', 'tool',
   'outcome', 'http_status', 'duration_ms', 'input_json', 'output_bytes', 'output_sha256',
@@ -94,7 +94,7 @@ export const CANONICAL_COLUMNS = [
 ] as const satisfies readonly (keyof AuditRow)[]
 
 /**
- * Columns added after the chain format was fixed (schema.sql lists them after
+ * Columns added after the chain format was fixed (0001_initial.sql lists them after
  * `chain`). They enter the canonical form only when non-null, after
  * `prev_hash`, in this order: a row that has none of them hashes exactly as
  * it did before they existed.

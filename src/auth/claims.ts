@@ -36,6 +36,8 @@ export interface ClaimMapping {
   roleClaims: readonly ClaimPath[]
   roleMap: ReadonlyMap<string, string> | undefined
   preset: PresetName | 'native'
+  /** Claims kept on the principal for declared tools' bound parameters and row scope (config.ts collects them). */
+  boundClaims?: readonly ClaimPath[]
 }
 
 export const PRESET_NAMES = ['entra', 'keycloak', 'okta', 'auth0'] as const
@@ -131,6 +133,23 @@ export function readGrant(claims: Readonly<Record<string, unknown>>, mapping: Cl
     idpRoles.push(...read.values)
   }
   return { ok: true, scopes: [...new Set(scopes)], idpRoles: [...new Set(idpRoles)] }
+}
+
+/**
+ * The bound claims the token has, by path text: a string of 1..256
+ * characters or a finite number. Any other value (an array, an object, an
+ * empty or longer string) counts as absent: a parameter or row-scope rule
+ * bound to it then refuses the call.
+ */
+export function readBound(claims: Readonly<Record<string, unknown>>, paths: readonly ClaimPath[]): Map<string, string | number> {
+  const out = new Map<string, string | number>()
+  for (const path of paths) {
+    const value = claimAt(claims, path)
+    if ((typeof value === 'string' && value.length > 0 && value.length <= MAX_VALUE_LENGTH) || (typeof value === 'number' && Number.isFinite(value))) {
+      out.set(formatClaimPath(path), value)
+    }
+  }
+  return out
 }
 
 /** IdP role names → role names for the policy: through the map when there is one, else as they are (native `role` only). */

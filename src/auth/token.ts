@@ -2,7 +2,7 @@
 // (a JWT verified against the issuer's keys, or an opaque token introspected):
 // a `VerifiedToken`, or a failure with a stable `code`. Callers match on the
 // code, never on message text; the detail goes to the log only.
-import { mapRoles, notAccessToken, readGrant, type ClaimMapping } from './claims.ts'
+import { mapRoles, notAccessToken, readBound, readGrant, type ClaimMapping } from './claims.ts'
 import { sha256, toHex } from '../digest.ts'
 
 export interface VerifiedToken {
@@ -16,6 +16,8 @@ export interface VerifiedToken {
   expiresAt: number
   /** `cnf.jkt` (RFC 9449 §6): the thumbprint of the key a DPoP-bound token is bound to. */
   jkt: string | undefined
+  /** The claims of `ClaimMapping.boundClaims` the token has as a string (at most 256 characters) or a finite number. */
+  claims: ReadonlyMap<string, string | number>
 }
 
 export type TokenFailureCode =
@@ -97,6 +99,7 @@ export function tokenFromClaims(
       clientId: typeof clientId === 'string' ? clientId : undefined,
       expiresAt: facts.expiresAt,
       jkt,
+      claims: readBound(claims, facts.mapping.boundClaims ?? []),
     },
   }
 }

@@ -94,7 +94,7 @@ export async function invokeTool(
     principal: scope.principal,
     signal,
     requestId: scope.requestId,
-    data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }),
+    data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }, scope.rows),
     now: () => new Date(),
   }
   // the call's audit row is durable before the result is returned

@@ -4,11 +4,14 @@ import type { AuditedCall } from '../audit/audited-call.ts'
 import type { Principal } from '../auth/principal.ts'
 import type { PendingWork } from '../limits/pending-work.ts'
 import type { Logger } from '../log.ts'
+import type { RowFilter } from '../policy/row-scope.ts'
 
 export interface RequestScope {
   requestId: string
   principal: Principal
   db: D1Database
+  /** The caller's row scope (ROW_SCOPE): what every statement of its tools may read. */
+  rows: RowFilter
   log: Logger
   /** The audited tools/call this request is; undefined for every other method, whose writes are refused. */
   call: AuditedCall | undefined

@@ -136,6 +136,7 @@ export const authenticate = (makeReplay: (env: Env) => ReplayStore = (env) => du
       scopes: effectiveScopes(POLICY, token),
       roles: token.roles.filter((role) => POLICY.roles.has(role)),
       tokenId: token.tokenId,
+      claims: token.claims,
       clientId: token.clientId,
     })
     await next()

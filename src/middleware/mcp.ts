@@ -3,6 +3,7 @@ import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../env.ts'
 import { serveMcp } from '../mcp/handler.ts'
 import type { RequestScope } from '../mcp/scope.ts'
+import { rowFilterFor } from '../policy/row-scope.ts'
 
 export const mcp = () =>
   createMiddleware<AppEnv>(async function mcp(c) {
@@ -10,6 +11,7 @@ export const mcp = () =>
       requestId: c.var.requestId,
       principal: c.var.principal,
       db: c.env.DB,
+      rows: rowFilterFor(c.var.config.rowScope, c.var.principal),
       log: c.var.log,
       // Set by the audit step for tools/call; nothing else runs tools, so a
       // write without it is refused rather than committed unaudited.

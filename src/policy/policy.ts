@@ -13,6 +13,9 @@
 // marker this module expands to every scope the tools require. A token whose
 // `scope` claim says `*` gets nothing from it.
 
+import DECLARED_TOOLS from '../../tools.config.ts'
+import { checkDeclarations, declaredSettings, formatProblem, type Problem, type ToolsFile } from '../tools/declared.ts'
+
 export const ALL_SCOPES = Symbol('all scopes of the policy')
 
 export interface ToolSettings {
@@ -89,7 +92,8 @@ export interface Policy {
 
 const PERSONAL_DATA = ['email', 'phone', 'address'] as const
 
-export const POLICY_INPUT: PolicyInput = {
+/** The hand-written part of the table; POLICY_INPUT adds the declared tools. */
+const HAND_WRITTEN: PolicyInput = {
   scopes: {
     'customers:read': 'Read customer records',
     'orders:read': 'List and read orders',
@@ -114,9 +118,8 @@ export const POLICY_INPUT: PolicyInput = {
     rateLimit: { limit: 60, windowSeconds: 60 },
   },
   tools: {
-    get_customer: { scope: 'customers:read' },
+    // get_customer and search_products are declared in tools.config.ts, with their settings
     list_orders: { scope: 'orders:read' },
-    search_products: { scope: 'products:read' },
     update_order: { scope: 'orders:write' },
     create_ticket: { scope: 'tickets:write', sensitiveFields: [...PERSONAL_DATA, 'body'] },
     search: { scope: 'search:read', rateLimit: { limit: 60, windowSeconds: 60 } },
@@ -135,6 +138,14 @@ export const POLICY_INPUT: PolicyInput = {
 
 export class PolicyError extends Error {
   override name = 'PolicyError'
+}
+
+/** A tools file with mistakes: every one, each naming its tool and field. */
+export class DeclarationError extends PolicyError {
+  override name = 'DeclarationError'
+  constructor(readonly problems: readonly Problem[]) {
+    super(problems.map((p) => formatProblem(p)).join('\n'))
+  }
 }
 
 /** Expands and checks a policy table; throws PolicyError naming the problem. */
@@ -236,6 +247,20 @@ export function startScopes(policy: Policy): string[] {
   if (common.length > 0) return common
   const least = roles.reduce((a, b) => (b.size < a.size ? b : a))
   return all.filter((scope) => least.has(scope))
+}
+
+/**
+ * The whole table: the hand-written entries, then the declared tools' own
+ * (tools.config.ts). Loading this module fails if a declaration is invalid
+ * (the SQL of a declaration is checked by `npm run check:tools`).
+ */
+export const POLICY_INPUT: PolicyInput = withDeclaredTools(DECLARED_TOOLS)
+
+/** The hand-written table plus `file`'s tools; throws DeclarationError listing every mistake of the file. */
+export function withDeclaredTools(file: ToolsFile): PolicyInput {
+  const problems = checkDeclarations(file, new Set(Object.keys(HAND_WRITTEN.scopes)), new Set(Object.keys(HAND_WRITTEN.tools)))
+  if (problems.length > 0) throw new DeclarationError(problems)
+  return { ...HAND_WRITTEN, tools: { ...HAND_WRITTEN.tools, ...declaredSettings(file) } }
 }
 
 /** The policy in force. Loading this module fails if the table is invalid. */

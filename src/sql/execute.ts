@@ -61,8 +61,9 @@
  * statement (then the wrapper here is at fault, not the query). Timeouts are
  * the caller's concern (it races this with its signal).
  */
-import { explainGate } from './explain-gate.ts'
+import { explainGate, prepareBound } from './explain-gate.ts'
 import { overBudgetMessage, pricePlan, readTableStats, type PlanRow } from './plan-budget.ts'
+import { filterColumns, scopeValues, type RowFilter } from '../policy/row-scope.ts'
 import type { GuardCode, GuardResult } from './guard.ts'
 
 /**
@@ -82,10 +83,12 @@ export interface ExecuteOptions {
   maxBytes: number
   /** Most rows the statement may visit, priced from its plan before it runs (plan-budget.ts). */
   maxVisitedRows: number
+  /** The caller's row scope (policy/row-scope.ts): scoped tables are read through their filter. */
+  rowFilter?: RowFilter
 }
 
 /** Codes of `{ kind: 'refused' }` results: the guard's, and the two decided here. */
-export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error' | 'explain_refused' | 'over_budget'
+export type ExecuteRefusalCode = GuardCode | 'too_many_columns' | 'sql_error' | 'explain_refused' | 'over_budget' | 'claim_missing'
 
 export type ExecuteResult =
   | {
@@ -123,13 +126,13 @@ export async function executeReadOnly(
   }
   const checked = await checkBeforeRun(db, query, opts)
   if (!checked.ok) return checked
-  const guard = checked
+  const { guard, params } = checked
 
   // The output columns: the guard's statement with LIMIT 0 (nothing runs).
   const probe = guard.sql.replace(/ LIMIT \d+$/, ' LIMIT 0')
   let columns: string[]
   try {
-    const [names] = await db.prepare(probe).raw<unknown[]>({ columnNames: true })
+    const [names] = await prepareBound(db, probe, params).raw<unknown[]>({ columnNames: true })
     columns = Array.isArray(names) ? names.map(String) : []
   } catch (err) {
     const message = sqlErrorMessage(err, probe, query)
@@ -154,7 +157,7 @@ export async function executeReadOnly(
   const sql = cappedStatement(guard.sql, columns, opts)
   let result: D1Result<Record<string, unknown>>
   try {
-    result = await db.prepare(sql).all<Record<string, unknown>>()
+    result = await prepareBound(db, sql, params).all<Record<string, unknown>>()
   } catch (err) {
     const message = sqlErrorMessage(err, sql, query, 'run')
     if (message === undefined) throw err
@@ -191,8 +194,8 @@ export async function executeReadOnly(
   return { ok: true, columns, rows, rowCount: rows.length, truncated, valuesTruncated, bytes }
 }
 
-/** What passed every check before the query runs: the guard's statement and facts. */
-type Checked = Extract<GuardResult, { ok: true }>
+/** What passed every check before the query runs: the guard's statement and facts, and the values its parameters are bound to. */
+type Checked = { ok: true; guard: Extract<GuardResult, { ok: true }>; params: (string | number)[] }
 type Refusal = Extract<ExecuteResult, { kind: 'refused' }>
 
 /**
@@ -202,8 +205,14 @@ type Refusal = Extract<ExecuteResult, { kind: 'refused' }>
  */
 export async function checkBeforeRun(db: Pick<D1Database, 'prepare'>, query: string, opts: ExecuteOptions): Promise<Checked | Refusal> {
   const { guardQuery } = await loadGuard()
-  const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows })
+  const filter = opts.rowFilter ?? new Map()
+  const guard = guardQuery(query, { allowedTables: opts.allowedTables, maxRows: opts.maxRows, rowScope: filterColumns(filter) })
   if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
+  const scope = scopeValues(filter, guard.scoped)
+  if (!scope.ok) {
+    return { ok: false, kind: 'refused', code: 'claim_missing', message: `rows of ${scope.table} are limited by your token's ${scope.claim} claim, and this token has none usable (a string or a number)` }
+  }
+  const params = scope.values
 
   // Second, independent gate (src/sql/explain-gate.ts): SQLite's own plan
   // must open only the allowed tables' b-trees. Beside it, the work budget
@@ -212,8 +221,8 @@ export async function checkBeforeRun(db: Pick<D1Database, 'prepare'>, query: str
   // query or is an internal error; nothing runs before both pass.
   const explained = `EXPLAIN QUERY PLAN ${guard.sql}`
   const [gate, planned] = await Promise.all([
-    explainGate(db, guard.sql, opts.allowedTables),
-    Promise.all([db.prepare(explained).all<PlanRow>(), readTableStats(db, guard.tables)]).then(
+    explainGate(db, guard.sql, opts.allowedTables, params),
+    Promise.all([prepareBound(db, explained, params).all<PlanRow>(), readTableStats(db, guard.tables)]).then(
       ([plan, stats]) => ({ ok: true as const, plan: plan.results, stats }),
       (cause: unknown) => ({ ok: false as const, cause }),
     ),
@@ -235,7 +244,7 @@ export async function checkBeforeRun(db: Pick<D1Database, 'prepare'>, query: str
   if (price.rows > opts.maxVisitedRows) {
     return { ok: false, kind: 'refused', code: 'over_budget', message: overBudgetMessage(price.rows, opts.maxVisitedRows, price.loops) }
   }
-  return guard
+  return { ok: true, guard, params }
 }
 
 /**

@@ -58,6 +58,11 @@ interface ExplainRow {
   p5: unknown
 }
 
+/** `sql` prepared with its bound values (the row scope's), or as it is when it has none. */
+export function prepareBound(db: Pick<D1Database, 'prepare'>, sql: string, params: readonly (string | number)[]): D1PreparedStatement {
+  return params.length > 0 ? db.prepare(sql).bind(...params) : db.prepare(sql)
+}
+
 /**
  * Refuses `sql` unless SQLite's own plan opens only b-trees of
  * `allowedTables` (and their indexes) in the main database, read-only.
@@ -66,13 +71,14 @@ export async function explainGate(
   db: Pick<D1Database, 'prepare'>,
   sql: string,
   allowedTables: readonly string[],
+  params: readonly (string | number)[] = [],
 ): Promise<ExplainGateResult> {
   let allowed: Set<number>
   let program: ExplainRow[]
   try {
     const [schema, plan] = await Promise.all([
       db.prepare('SELECT tbl_name, rootpage FROM sqlite_schema WHERE rootpage > 0').all<{ tbl_name: string; rootpage: number }>(),
-      db.prepare(`EXPLAIN ${sql}`).all<ExplainRow>(),
+      prepareBound(db, `EXPLAIN ${sql}`, params).all<ExplainRow>(),
     ])
     const names = new Set(allowedTables.map((t) => t.toLowerCase()))
     allowed = new Set(schema.results.filter((r) => names.has(String(r.tbl_name).toLowerCase())).map((r) => Number(r.rootpage)))

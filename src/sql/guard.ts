@@ -123,11 +123,23 @@
  */
 import { FormattedSyntaxError, parse } from 'sql-parser-cst'
 import { powerOfTen } from './plan-budget.ts'
+import { isProtectedTable } from './protected-tables.ts'
+import { scopedSource } from '../policy/row-scope.ts'
 import type { Node, Program } from 'sql-parser-cst'
 
 export interface GuardOptions {
-  allowedTables: readonly string[]
+  /** The tables the statement may read, or 'any': every table that is not protected (declared tools, written by the deployer). */
+  allowedTables: readonly string[] | 'any'
   maxRows: number
+  /**
+   * Row scope: table (lower case) → column. Every reference to such a table
+   * (FROM, JOIN, IN, in every subquery, CTE body and compound member) is
+   * rewritten to `(SELECT * FROM main.<table> WHERE "<column>" = ?N)`, under
+   * the name it had, with one bound parameter per table (`scoped`).
+   */
+  rowScope?: ReadonlyMap<string, string>
+  /** 'none' (default): every parameter is refused. 'named': `:name` parameters, renumbered ?1.. in order of first use (`parameters`). */
+  parameters?: 'none' | 'named'
 }
 
 /** Stable refusal codes; callers match on these, never on message text. */
@@ -147,6 +159,8 @@ export type GuardCode =
   | 'function_not_allowed'
   | 'unbounded_recursion'
   | 'identifier_not_in_scope'
+  /** guardWrite: the statement is not one INSERT, UPDATE or DELETE */
+  | 'not_write'
 
 /**
  * Test-only switches that turn off one of the guard's own defences, so the
@@ -165,7 +179,14 @@ export interface GuardTestSwitches {
 export type GuardRefusal = { ok: false; code: GuardCode; message: string }
 export type GuardResult = {
   ok: true
+  /** `statement` wrapped as `SELECT * FROM (\n<statement>\n) LIMIT <maxRows + 1>` */
   sql: string
+  /** the statement's own text, with named parameters renumbered and row-scoped tables rewritten */
+  statement: string
+  /** named parameters (without `:`) in the order of their numbers ?1, ?2 ... */
+  parameters: string[]
+  /** row-scoped tables read, in the order of their parameters, numbered after `parameters` */
+  scoped: string[]
   /** the real tables the query reads (lower case) */
   tables: string[]
   /** each recursive CTE's most rows (LIMIT + OFFSET), by lower-case name */
@@ -250,10 +271,6 @@ const FUNCTION_REASONS: Readonly<Record<string, string>> = {
   char: 'it is used to smuggle text past filters',
 }
 
-/** Tables never reachable, whatever `allowedTables` says. */
-const PROTECTED_TABLE =
-  /^(?:audit_|sqlite_|search_index|d1_|_cf_)|_(?:data|idx|content|docsize|config|segments|segdir|stat|node|rowid|parent)$/
-
 /** Node types walked generically: expressions and clause parts with no table reference of their own. */
 const GENERIC: ReadonlySet<string> = new Set([
   'select_clause', 'select_all', 'select_distinct', 'where_clause', 'group_by_clause',
@@ -323,8 +340,14 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
   }
 
   const ctx: WalkContext = {
-    allowed: new Set(opts.allowedTables.map(asciiLower)),
-    allowedList: opts.allowedTables.map(asciiLower).join(', '),
+    query,
+    allowed: opts.allowedTables === 'any' ? 'any' : new Set(opts.allowedTables.map(asciiLower)),
+    allowedList: opts.allowedTables === 'any' ? '' : opts.allowedTables.map(asciiLower).join(', '),
+    rowScope: opts.rowScope ?? new Map(),
+    namedParameters: opts.parameters === 'named',
+    edits: [],
+    parameters: [],
+    scoped: [],
     frames: [],
     tables: new Set(),
     bodies: [],
@@ -347,10 +370,13 @@ export function guardQuery(query: string, opts: GuardOptions, testSwitches?: Gua
   }
 
   const [start, end] = statement.range ?? [0, query.length]
-  const body = query.slice(start, end)
+  const body = applyEdits(query, start, end, ctx)
   return {
     ok: true,
     sql: `SELECT * FROM (\n${body}\n) LIMIT ${opts.maxRows + 1}`,
+    statement: body,
+    parameters: ctx.parameters,
+    scoped: ctx.scoped,
     tables: [...ctx.tables].sort(),
     recursiveRows: ctx.recursiveRows,
     aliases: ctx.aliases,
@@ -450,9 +476,35 @@ interface CteEntry {
   product: number
 }
 
-interface WalkContext {
-  allowed: ReadonlySet<string>
+/**
+ * A change to the statement's text (a named parameter renumbered, a scoped
+ * table read through its filter, a scoped write's condition), rendered once
+ * the walk is over and every parameter's number is known.
+ */
+interface Edit {
+  start: number
+  end: number
+  render: () => string
+}
+
+/** What numbering parameters needs: named ones first (in order of first use), then one per scoped table. */
+interface Numbering {
+  namedParameters: boolean
+  parameters: string[]
+  scoped: string[]
+  edits: Edit[]
+}
+
+/** The number of the parameter bound to `table`'s row-scope value. */
+function scopeParameter(table: string, n: Numbering): number {
+  return n.parameters.length + n.scoped.indexOf(table) + 1
+}
+
+interface WalkContext extends Numbering {
+  query: string
+  allowed: ReadonlySet<string> | 'any'
   allowedList: string
+  rowScope: ReadonlyMap<string, string>
   /** CTE scopes, innermost last */
   frames: Map<string, CteEntry>[]
   /** real tables referenced (lower case) */
@@ -639,7 +691,7 @@ function walkWith(node: NodeOf<'with_clause'>, ctx: WalkContext): void {
   ctx.frames.push(frame)
   for (const cte of node.tables.items) {
     const name = asciiLower(cte.table.name)
-    if (PROTECTED_TABLE.test(name)) {
+    if (isProtectedTable(name)) {
       throw new Refused('table_not_allowed', `a CTE may not be named ${clip(cte.table.name)}: that name is reserved for a table that is not queryable`)
     }
     if (cte.search || cte.cycle) throw unsupported(cte.search ?? cte.cycle!)
@@ -688,13 +740,24 @@ function literalCount(node: Node | undefined): number | undefined {
   return Number.isInteger(node.value) && node.value >= 0 ? node.value : undefined
 }
 
+/**
+ * How a table reference is written, for the row-scope rewrite: `aliased`
+ * when it has its own alias (the filtered subquery takes that alias),
+ * `indexed` under INDEXED BY / NOT INDEXED (which a subquery cannot carry).
+ */
+interface RefForm {
+  aliased: boolean
+  indexed: boolean
+}
+const BARE: RefForm = { aliased: false, indexed: false }
+
 /** FROM clause contents: tables, joins, subqueries. */
-function walkTableExpr(node: Node, ctx: WalkContext): void {
+function walkTableExpr(node: Node, ctx: WalkContext, form: RefForm = BARE): void {
   switch (node.type) {
     case 'identifier':
-      return checkTable(node.name, false, ctx)
+      return checkTable(node.name, false, ctx, { node, as: form.aliased ? undefined : textOf(node, ctx), indexed: form.indexed })
     case 'member_expr':
-      return checkQualifiedTable(node, ctx)
+      return checkQualifiedTable(node, ctx, form)
     case 'alias': {
       checkPlainName(node.alias.name, 'a table alias')
       const target = node.expr.type === 'identifier' ? node.expr.name : node.expr.type === 'member_expr' && node.expr.property.type === 'identifier' ? node.expr.property.name : undefined
@@ -704,11 +767,11 @@ function walkTableExpr(node: Node, ctx: WalkContext): void {
         targets.add(asciiLower(target))
         ctx.aliases.set(alias, targets)
       }
-      return walkTableExpr(node.expr, ctx)
+      return walkTableExpr(node.expr, ctx, { ...form, aliased: true })
     }
     case 'indexed_table':
     case 'not_indexed_table':
-      return walkTableExpr(node.table, ctx)
+      return walkTableExpr(node.table, ctx, { ...form, indexed: true })
     case 'join_expr':
       walkTableExpr(node.left, ctx)
       walkTableExpr(node.right, ctx)
@@ -724,7 +787,7 @@ function walkTableExpr(node: Node, ctx: WalkContext): void {
   }
 }
 
-function checkQualifiedTable(node: NodeOf<'member_expr'>, ctx: WalkContext): void {
+function checkQualifiedTable(node: NodeOf<'member_expr'>, ctx: WalkContext, form: RefForm | 'in'): void {
   const schema = node.object
   const table = node.property
   if (schema.type !== 'identifier' || table.type !== 'identifier') {
@@ -733,11 +796,19 @@ function checkQualifiedTable(node: NodeOf<'member_expr'>, ctx: WalkContext): voi
   if (asciiLower(schema.name) !== 'main') {
     throw new Refused('schema_not_allowed', `schema ${clip(schema.name)} is not allowed; only tables of the main schema can be queried`)
   }
-  checkTable(table.name, true, ctx)
+  const as = form === 'in' || form.aliased ? undefined : textOf(table, ctx)
+  checkTable(table.name, true, ctx, { node, as, indexed: form !== 'in' && form.indexed })
+}
+
+/** Where a real table is referred to: the node to rewrite, and the name it is known by when it has no alias. */
+interface TableRef {
+  node: Node
+  as: string | undefined
+  indexed: boolean
 }
 
 /** A table reference: a CTE in scope (unless schema-qualified), else an allowed table. */
-function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void {
+function checkTable(rawName: string, qualified: boolean, ctx: WalkContext, ref: TableRef): void {
   const name = asciiLower(rawName)
   if (!qualified) {
     for (let i = ctx.frames.length - 1; i >= 0; i--) {
@@ -749,10 +820,21 @@ function checkTable(rawName: string, qualified: boolean, ctx: WalkContext): void
       }
     }
   }
-  if (PROTECTED_TABLE.test(name) || !ctx.allowed.has(name)) {
+  if (isProtectedTable(name)) {
+    throw new Refused('table_not_allowed', `table ${clip(rawName)} is not queryable${ctx.allowed === 'any' ? '' : `; the queryable tables are: ${ctx.allowedList || '(none)'}`}`)
+  }
+  if (ctx.allowed !== 'any' && !ctx.allowed.has(name)) {
     throw new Refused('table_not_allowed', `table ${clip(rawName)} is not queryable; the queryable tables are: ${ctx.allowedList || '(none)'}`)
   }
   ctx.tables.add(name)
+  if (!ctx.rowScope.has(name)) return
+  if (ref.indexed) {
+    throw new Refused('unsupported_syntax', `INDEXED BY and NOT INDEXED are not supported on ${clip(rawName)}: its rows are scoped to the caller`)
+  }
+  const [start, end] = rangeOf(ref.node)
+  if (!ctx.scoped.includes(name)) ctx.scoped.push(name)
+  const column = ctx.rowScope.get(name)!
+  ctx.edits.push({ start, end, render: () => scopedSource(name, column, scopeParameter(name, ctx)) + (ref.as === undefined ? '' : ` AS ${ref.as}`) })
 }
 
 /**
@@ -802,7 +884,7 @@ function walkNode(node: Node, ctx: WalkContext): void {
     case 'over_arg':
       return walkOver(node, ctx)
     case 'parameter':
-      throw new Refused('parameter_not_allowed', `bound parameters such as ${clip(node.text)} are not allowed; write the value into the query as a literal`)
+      return noteParameter(node, ctx)
     default:
       if (GENERIC.has(node.type)) return walkChildren(node, ctx)
       if (node.type.endsWith('_stmt')) {
@@ -820,9 +902,10 @@ function walkNode(node: Node, ctx: WalkContext): void {
 function walkIn(node: NodeOf<'binary_expr'>, ctx: WalkContext): void {
   walkNode(node.left as Node, ctx)
   const right = node.right as Node
-  if (right.type === 'identifier') return checkTable(right.name, false, ctx)
-  if (right.type === 'string_literal') return checkTable(right.value, false, ctx)
-  if (right.type === 'member_expr') return checkQualifiedTable(right, ctx)
+  const ref = { node: right, as: undefined, indexed: false }
+  if (right.type === 'identifier') return checkTable(right.name, false, ctx, ref)
+  if (right.type === 'string_literal') return checkTable(right.value, false, ctx, ref)
+  if (right.type === 'member_expr') return checkQualifiedTable(right, ctx, 'in')
   if (right.type === 'func_call') throw tableFunction(right)
   // a literal list repeats an index search once per value: the work budget multiplies by it
   if (right.type === 'paren_expr' && right.expr.type === 'list_expr') ctx.inListProduct *= Math.max(1, right.expr.items.length)
@@ -859,8 +942,163 @@ function walkFunction(node: NodeOf<'func_call'>, ctx: WalkContext): void {
   if (growth) ctx.growth.pop()
 }
 
+/** `:name` where named parameters are on (declared tools); any other parameter is refused. */
+function noteParameter(node: NodeOf<'parameter'>, ctx: Numbering): void {
+  if (!ctx.namedParameters) {
+    throw new Refused('parameter_not_allowed', `bound parameters such as ${clip(node.text)} are not allowed; write the value into the query as a literal`)
+  }
+  if (!/^:[A-Za-z_][A-Za-z0-9_]*$/.test(node.text)) {
+    throw new Refused('parameter_not_allowed', `parameter ${clip(node.text)}: only named parameters written :name are allowed`)
+  }
+  const name = node.text.slice(1)
+  if (!ctx.parameters.includes(name)) ctx.parameters.push(name)
+  const [start, end] = rangeOf(node)
+  ctx.edits.push({ start, end, render: () => `?${ctx.parameters.indexOf(name) + 1}` })
+}
+
+/**
+ * The statement's text from `start` to `end` with the walk's edits applied:
+ * named parameters become ?1.. in order of first use; each row-scoped table
+ * reference becomes its filtered subquery, whose parameter is numbered after
+ * the named ones (one per table).
+ */
+function applyEdits(query: string, start: number, end: number, ctx: Numbering): string {
+  let body = query.slice(start, end)
+  // from the end, so earlier offsets stay valid; of two edits at one offset the later-pushed goes first
+  const edits = ctx.edits.map((edit, i) => ({ edit, i })).sort((a, b) => b.edit.start - a.edit.start || b.i - a.i)
+  for (const { edit } of edits) body = body.slice(0, edit.start - start) + edit.render() + body.slice(edit.end - start)
+  return body
+}
+
+// ---------------------------------------------------------------------------
+// Declared writes
+
+export type WriteGuardResult =
+  | { ok: true; statement: string; table: string; parameters: string[]; scoped: string[] }
+  | GuardRefusal
+
+const WRITE_CLAUSES: Readonly<Record<string, ReadonlySet<string>>> = {
+  insert_stmt: new Set(['insert_clause', 'values_clause']),
+  update_stmt: new Set(['update_clause', 'set_clause', 'where_clause']),
+  delete_stmt: new Set(['delete_clause', 'where_clause']),
+}
+
+/**
+ * A declared tool's write (trusted text from the tools file, checked all
+ * the same): exactly one INSERT ... VALUES (one row), UPDATE ... SET ...
+ * [WHERE] or DELETE FROM ... [WHERE] of one non-protected table, with
+ * `:name` parameters, functions from the read allow-list and no subquery
+ * (a write reads nothing it could leak, and its row scope is one
+ * condition). Row scope: an UPDATE or DELETE of a scoped table gets
+ * `AND "<column>" = ?N` on its WHERE; an INSERT gets the column and the
+ * caller's value appended (a statement that sets the column itself is
+ * refused: the scope sets it).
+ */
+export function guardWrite(sql: string, rowScope: ReadonlyMap<string, string> = new Map()): WriteGuardResult {
+  const parsed = parseSqlite(sql)
+  if (!parsed.ok) return parsed
+  const statements = parsed.program.statements.filter((s) => s.type !== 'empty')
+  if (statements.length !== 1) return refusal('multiple_statements', `a declared write is exactly one statement (found ${statements.length})`)
+  const statement = statements[0]!
+  const allowed = WRITE_CLAUSES[statement.type]
+  if (!allowed || !('clauses' in statement)) return refusal('not_write', `a declared write is one INSERT, UPDATE or DELETE (got ${statementName(statement)})`)
+  const n: Numbering = { namedParameters: true, parameters: [], scoped: [], edits: [] }
+  let table: string | undefined
+  let where: Node | undefined
+  let insertColumns: Node | undefined
+  let insertRow: Node | undefined
+  try {
+    for (const clause of statement.clauses as Node[]) {
+      if (!allowed.has(clause.type)) throw unsupported(clause)
+      if (clause.type === 'insert_clause' || clause.type === 'update_clause' || clause.type === 'delete_clause') {
+        if (clause.modifiers.length > 0) throw unsupported(clause.modifiers[0]!)
+        // OR REPLACE / REPLACE INTO delete a conflicting row, which may be outside the caller's scope
+        if (('orAction' in clause && clause.orAction !== undefined) || (clause.type === 'insert_clause' && clause.insertKw.name === 'REPLACE')) {
+          throw new Refused('unsupported_syntax', 'a declared write takes no conflict clause (OR REPLACE, OR IGNORE, REPLACE INTO, ...)')
+        }
+        const target = clause.type === 'insert_clause' ? clause.table : clause.tables.items.length === 1 ? clause.tables.items[0]! : undefined
+        table = writeTarget(target)
+        if (clause.type === 'insert_clause') {
+          if (clause.columns?.type !== 'paren_expr' || clause.columns.expr.type !== 'list_expr') throw new Refused('unsupported_syntax', 'a declared INSERT names its columns: INSERT INTO t (a, b) VALUES (:a, :b)')
+          insertColumns = clause.columns.expr
+        }
+      } else if (clause.type === 'values_clause') {
+        const rows = clause.values.items
+        if (rows.length !== 1 || rows[0]!.type !== 'paren_expr' || rows[0]!.expr.type !== 'list_expr') throw new Refused('unsupported_syntax', 'a declared INSERT inserts one row: VALUES (...)')
+        insertRow = rows[0]!.expr
+        walkWriteExpression(clause.values, n)
+      } else {
+        if (clause.type === 'where_clause') where = clause.expr
+        walkWriteExpression(clause, n)
+      }
+    }
+  } catch (err) {
+    if (err instanceof Refused) return refusal(err.code, err.message)
+    throw err
+  }
+  if (table === undefined) return refusal('not_write', 'the statement names no table')
+  const column = rowScope.get(table)
+  if (column !== undefined) {
+    n.scoped.push(table)
+    const value = () => `?${scopeParameter(table!, n)}`
+    if (insertColumns?.type === 'list_expr' && insertRow?.type === 'list_expr') {
+      if (insertColumns.items.some((c) => c.type === 'identifier' && asciiLower(c.name) === asciiLower(column))) {
+        return refusal('unsupported_syntax', `the INSERT sets ${column}, which the row scope of ${table} sets to the caller's value: leave it out`)
+      }
+      const [, columnsEnd] = rangeOf(insertColumns)
+      const [, rowEnd] = rangeOf(insertRow)
+      n.edits.push({ start: columnsEnd, end: columnsEnd, render: () => `, "${column}"` })
+      n.edits.push({ start: rowEnd, end: rowEnd, render: () => `, ${value()}` })
+    } else if (where) {
+      const [start, end] = rangeOf(where)
+      n.edits.push({ start, end: start, render: () => '(' })
+      n.edits.push({ start: end, end, render: () => `) AND "${column}" = ${value()}` })
+    } else {
+      const [, end] = rangeOf(statement)
+      n.edits.push({ start: end, end, render: () => ` WHERE "${column}" = ${value()}` })
+    }
+  }
+  const [start, end] = rangeOf(statement)
+  return { ok: true, statement: applyEdits(sql, start, end, n), table, parameters: n.parameters, scoped: n.scoped }
+}
+
+function writeTarget(node: Node | undefined): string {
+  let name: string | undefined
+  if (node?.type === 'identifier') name = node.name
+  else if (node?.type === 'member_expr' && node.object.type === 'identifier' && asciiLower(node.object.name) === 'main' && node.property.type === 'identifier') name = node.property.name
+  if (name === undefined) throw new Refused('unsupported_syntax', 'a declared write names one table, as <table> or main.<table>')
+  const table = asciiLower(name)
+  if (isProtectedTable(table)) throw new Refused('table_not_allowed', `table ${clip(name)} cannot be written`)
+  return table
+}
+
+/** The expressions of a write: parameters noted, functions from the allow-list, no subquery. */
+function walkWriteExpression(node: Node, n: Numbering): void {
+  for (const value of Object.values(node)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (!isNode(item)) continue
+      if (item.type === 'select_stmt' || item.type === 'compound_select_stmt') throw new Refused('unsupported_syntax', 'a declared write may not contain a subquery')
+      if (item.type === 'func_call' && !(item.name.type === 'identifier' && FUNCTIONS.has(asciiLower(item.name.name)))) {
+        throw new Refused('function_not_allowed', `function ${clip(item.name.type === 'identifier' ? item.name.name : '(qualified)')} is not allowed`)
+      }
+      if (item.type === 'parameter') noteParameter(item, n)
+      else walkWriteExpression(item, n)
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
+
+function rangeOf(node: Node): [number, number] {
+  if (!node.range) throw new Error('guard: the parser gave a node without its range')
+  return node.range
+}
+
+function textOf(node: Node, ctx: WalkContext): string {
+  const [start, end] = rangeOf(node)
+  return ctx.query.slice(start, end)
+}
 
 function isNode(value: unknown): value is Node {
   return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'

@@ -57,3 +57,11 @@ export class ToolError extends Error {
 }
 
 export const notFound = (what: string, id: string) => new ToolError(`${what} ${id} not found`, 'not_found')
+
+/**
+ * The token lacks a claim this call is bound to (a declared tool's bound
+ * parameter, or a row-scope rule of a table the call reads). `use` says what
+ * the claim is for. Nothing is read or written.
+ */
+export const claimMissing = (claim: string, use: string) =>
+  new ToolError(`this call needs the ${claim} claim of your token (${use}), and the token has none usable (a string or a number); ask for a token that carries it`, 'claim_missing')

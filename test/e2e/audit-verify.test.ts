@@ -1,5 +1,5 @@
 // `npm run audit:verify` (scripts/audit-verify.ts) against a real local D1
-// state folder, as an operator runs it: schema.sql applied with wrangler, a
+// state folder, as an operator runs it: migrations/ applied with wrangler, a
 // valid chain of sealed rows inserted, then each kind of tampering done with
 // plain SQL on a fresh copy of that state. The CLI must exit 0 on the intact
 // chain and exit 1 naming the first broken seq otherwise, for every chain.
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AUDIT_COLUMNS, GENESIS, sealRow, type AuditRow } from '../../src/audit/chain.ts'
 import { run, type RunResult } from './support/run.ts'
+import { migrationFiles } from '../../scripts/lib/dev-env.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler')
@@ -59,7 +60,7 @@ function insertRow(row: AuditRow, chain = 0): string {
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'bastion-audit-verify-'))
   base = join(work, 'base')
-  await d1(base, '--file', join(ROOT, 'schema.sql'))
+  for (const file of migrationFiles()) await d1(base, '--file', file)
   let head = { ...GENESIS }
   const start = Date.parse('2026-03-01T10:00:00.000Z')
   for (let i = 0; i < 5; i += 1) {

@@ -20,7 +20,7 @@ const parsed = parseConfig(BASE as unknown as Record<string, unknown>)
 if (!parsed.ok) throw new Error(`test config: ${parsed.setting}: ${parsed.problem}`)
 const config = parsed.config
 
-const principal: Principal = { sub: 'audited-call', scopes: new Set(['tickets:write']), roles: ['editor'], tokenId: 'jti-ac', clientId: undefined }
+const principal: Principal = { sub: 'audited-call', scopes: new Set(['tickets:write']), roles: ['editor'], tokenId: 'jti-ac', clientId: undefined, claims: new Map() }
 const ticketSql = `INSERT INTO tickets (id, customer_id, subject, body, created_by, created_at) VALUES (?1, 'cus_001', 'subject', 'body', 'audited-call', ?2)`
 
 interface Harness {

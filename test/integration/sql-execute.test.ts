@@ -1,4 +1,4 @@
-// executeReadOnly against a real D1 (workerd, schema.sql + demo data applied
+// executeReadOnly against a real D1 (workerd, migrations/ + demo data applied
 // by test/support/apply-schema.ts): every attack of the shared table is
 // refused and leaves the database as it was; every legitimate query returns
 // the same rows as running it directly; the row and byte caps hold; values

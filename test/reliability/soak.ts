@@ -1,6 +1,6 @@
 // npm run test:reliability (second part) — soak and faults against the real
 // Worker (src/index.ts through wrangler's unstable_startWorker, inspector off,
-// loopback, its own persisted local D1 seeded with schema.sql + demo data).
+// loopback, its own persisted local D1 seeded with migrations/ + demo data).
 //
 // Soak: SOAK_CALLS (5000) tools/call at SOAK_IN_FLIGHT (50) in flight over 10
 // users (read-only, editor, admin), then SOAK_AGENT_CALLS (5000) get_customer
@@ -54,7 +54,7 @@ import { join } from 'node:path'
 import { unstable_startWorker } from 'wrangler'
 import { demoDataStatements } from '../../scripts/demo-data.ts'
 import { main as auditVerify } from '../../scripts/audit-verify.ts'
-import { ensureKeys, ROOT, WRANGLER, type DevEnv } from '../../scripts/lib/dev-env.ts'
+import { ensureKeys, migrationFiles, ROOT, WRANGLER, type DevEnv } from '../../scripts/lib/dev-env.ts'
 import { mintDevToken } from '../../scripts/token.ts'
 import { freePorts } from '../e2e/support/server.ts'
 import { redisServerBinary, startRedis } from '../support/redis-server.ts'
@@ -111,7 +111,7 @@ function d1(persist: string, sql: string): Record<string, unknown>[] {
 function seed(persist: string, dir: string): void {
   const dataFile = join(dir, 'demo-data.sql')
   writeFileSync(dataFile, demoDataStatements().join('\n') + '\n')
-  for (const file of [join(ROOT, 'schema.sql'), dataFile]) {
+  for (const file of [...migrationFiles(), dataFile]) {
     const r = spawnSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '-c', 'wrangler.toml', '--persist-to', persist, '--yes', '--file', file], {
       cwd: ROOT,
       encoding: 'utf8',

@@ -8,7 +8,7 @@ import { sha256Hex } from '../../src/digest.ts'
 import { auditRecord, redactedJson } from '../../src/audit/record.ts'
 import type { CallFacts } from '../../src/audit/record.ts'
 
-const principal: Principal = { sub: 'alice', scopes: new Set(['customers:read']), roles: ['read-only'], tokenId: 'jti-1', clientId: undefined }
+const principal: Principal = { sub: 'alice', scopes: new Set(['customers:read']), roles: ['read-only'], tokenId: 'jti-1', clientId: undefined, claims: new Map() }
 
 function facts(tool: string): CallFacts {
   return { requestId: 'req-1', startedAt: Date.parse('2026-12-02T00:00:00Z'), principal, method: 'tools/call', toolName: tool, toolArguments: {}, client: undefined }

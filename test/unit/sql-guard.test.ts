@@ -38,7 +38,7 @@ describe('SQL guard: legitimate queries pass', () => {
 describe('SQL guard: the rewritten query', () => {
   it('wraps exactly the statement, without surrounding comments or semicolons', () => {
     const result = guardQuery(' -- lead\n SELECT id FROM orders ORDER BY id /* tail */ ; -- end', opts)
-    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', tables: ['orders'], recursiveRows: new Map(), aliases: new Map(), inListProduct: 1 })
+    expect(result).toEqual({ ok: true, sql: 'SELECT * FROM (\nSELECT id FROM orders ORDER BY id\n) LIMIT 501', statement: 'SELECT id FROM orders ORDER BY id', parameters: [], scoped: [], tables: ['orders'], recursiveRows: new Map(), aliases: new Map(), inListProduct: 1 })
   })
 
   it('reports each recursive CTE with its row bound (LIMIT plus OFFSET) for the work budget', () => {

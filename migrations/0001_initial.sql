@@ -1,8 +1,13 @@
--- mcp-bastion: D1 schema.
+-- mcp-bastion: D1 schema, migration 0001 (the project's own tables).
 --
--- Applied by `npm run db:init` (local), by the test setup, and remotely with
---   wrangler d1 execute DB --remote --file schema.sql
--- Every statement is idempotent (IF NOT EXISTS), so applying it twice is safe.
+-- Migrations (this folder, `migrations_dir` in wrangler.toml) are applied in
+-- name order, once each, recorded in d1_migrations: by `npm run db:init` and
+-- `npm run dev` (local), by the test setup, and on deploy with
+--   npx wrangler d1 migrations apply DB --remote
+-- Add tables with a new migration (README "Schema changes"); never edit one
+-- that was applied. Every statement here is idempotent (IF NOT EXISTS), so a
+-- database created before migrations existed (from the former schema.sql)
+-- takes this one as a no-op and records it.
 --
 -- Two kinds of tables live here:
 --   * business data the tools read and write: customers, orders, products,
