@@ -7,7 +7,7 @@ import * as z from 'zod'
 import { isLogLevel, type LogLevel } from './log.ts'
 import { formatClaimPath, parseClaimPath, PRESET_NAMES, PRESETS, type ClaimMapping, type ClaimPath, type PresetName } from './auth/claims.ts'
 import { POLICY } from './policy/policy.ts'
-import { parseRowScope, scopeClaims, type RowScope } from './policy/row-scope.ts'
+import { parseRowScope, RowScopeError, scopeClaims, type RowScope } from './policy/row-scope.ts'
 import { declaredClaims } from './tools/declared.ts'
 import DECLARED_TOOLS from '../tools.config.ts'
 
@@ -277,8 +277,8 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
   try {
     rowScope = parseRowScope(raw.ROW_SCOPE, raw.ROW_SCOPE_EXEMPT_ROLES, new Set(POLICY.roles.keys()))
   } catch (error) {
-    const [setting, ...problem] = (error as Error).message.split(': ')
-    return fail(setting!, problem.join(': '))
+    if (error instanceof RowScopeError) return fail(error.setting, error.problem)
+    throw error
   }
   // the claims the principal keeps: those the row scope and the declared tools' bound parameters read
   const boundClaims = [...new Set([...scopeClaims(rowScope), ...declaredClaims(DECLARED_TOOLS)])].filter((c) => c !== 'sub').map((c) => parseClaimPath(c)!)

@@ -11,7 +11,7 @@
 // ({ sql, params }) and committed through the `Commit` function the caller
 // supplies, so the audit layer can hand them to the chain's sequencer, which
 // runs a mutation and its audit row in one D1 batch (one transaction).
-import { scopedSource, type RowFilter } from '../policy/row-scope.ts'
+import { scopedSource, scopedUse, type RowFilter } from '../policy/row-scope.ts'
 import { executeReadOnly, type ExecuteOptions, type ExecuteResult } from '../sql/execute.ts'
 import { claimMissing, notFound } from '../tools/define.ts'
 import type { OrderStatus } from './order-status.ts'
@@ -111,19 +111,24 @@ export function ftsQuery(text: string): string | undefined {
 const SEARCH_KINDS = [['customer', 'customers'], ['order', 'orders'], ['product', 'products']] as const
 
 export function createDataAccess(db: D1Database, commit: Commit, sql: ExecuteOptions, filter: RowFilter = new Map()) {
+  /** `table`'s row-scope column and the caller's value, undefined when unscoped; refuses a token without the claim. */
+  const scopeOf = (table: string): { column: string; value: string | number } | undefined => {
+    const scope = filter.get(table)
+    if (!scope) return undefined
+    if (scope.value === undefined) throw claimMissing(scope.claim, scopedUse(table))
+    return { column: scope.column, value: scope.value }
+  }
   /** `table` as this caller may read it: itself, or its filtered subquery (its value appended to `params`). */
   const from = (table: string, params: SqlValue[]): string => {
-    const scope = filter.get(table)
+    const scope = scopeOf(table)
     if (!scope) return table
-    if (scope.value === undefined) throw claimMissing(scope.claim, `rows of ${table} are limited by it`)
     params.push(scope.value)
     return `${scopedSource(table, scope.column, params.length)} AS ${table}`
   }
   /** ` AND "<column>" = ?N` for an UPDATE of a scoped table, else ''. */
   const scopedWhere = (table: string, params: SqlValue[]): string => {
-    const scope = filter.get(table)
+    const scope = scopeOf(table)
     if (!scope) return ''
-    if (scope.value === undefined) throw claimMissing(scope.claim, `rows of ${table} are limited by it`)
     params.push(scope.value)
     return ` AND "${scope.column}" = ?${params.length}`
   }
@@ -225,9 +230,8 @@ export function createDataAccess(db: D1Database, commit: Commit, sql: ExecuteOpt
       const columns = ['id', 'customer_id', 'subject', 'body', 'priority', 'status', 'created_by', 'created_at']
       const params: SqlValue[] = [ticket.id, ticket.customer_id, ticket.subject, ticket.body, ticket.priority, ticket.status, ticket.created_by, ticket.created_at]
       // a scoped tickets table: the new row carries the caller's value (or must already: customer_id)
-      const scope = filter.get('tickets')
+      const scope = scopeOf('tickets')
       if (scope) {
-        if (scope.value === undefined) throw claimMissing(scope.claim, 'rows of tickets are limited by it')
         const at = columns.indexOf(scope.column)
         if (at === -1) {
           columns.push(scope.column)

@@ -33,29 +33,40 @@ export type RowFilter = ReadonlyMap<string, { column: string; claim: string; val
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const RULE = /^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*=\s*claim\.(\S+)$/
 
+/** A bad ROW_SCOPE or ROW_SCOPE_EXEMPT_ROLES: the setting, and what is wrong with it. */
+export class RowScopeError extends Error {
+  override name = 'RowScopeError'
+  constructor(
+    readonly setting: 'ROW_SCOPE' | 'ROW_SCOPE_EXEMPT_ROLES',
+    readonly problem: string,
+  ) {
+    super(`${setting}: ${problem}`)
+  }
+}
+
 /**
  * Parses ROW_SCOPE (comma-separated `table.column=claim.<path>`) and
- * ROW_SCOPE_EXEMPT_ROLES (comma-separated policy roles); throws an Error
- * whose message names the problem.
+ * ROW_SCOPE_EXEMPT_ROLES (comma-separated policy roles); throws a
+ * RowScopeError naming the setting and the problem.
  */
 export function parseRowScope(rules: string | undefined, exempt: string | undefined, policyRoles: ReadonlySet<string>): RowScope {
   const parsed = new Map<string, RowScopeRule>()
   for (const entry of (rules ?? '').split(',').map((e) => e.trim()).filter(Boolean)) {
     const match = RULE.exec(entry)
-    if (!match) throw new Error(`ROW_SCOPE: "${entry}" is not table.column=claim.<name>`)
+    if (!match) throw new RowScopeError('ROW_SCOPE', `"${entry}" is not table.column=claim.<name>`)
     const table = match[1]!.toLowerCase()
-    if (isProtectedTable(table)) throw new Error(`ROW_SCOPE: ${table} is not a business table`)
-    if (parsed.has(table)) throw new Error(`ROW_SCOPE: ${table} has more than one rule`)
+    if (isProtectedTable(table)) throw new RowScopeError('ROW_SCOPE', `${table} is not a business table`)
+    if (parsed.has(table)) throw new RowScopeError('ROW_SCOPE', `${table} has more than one rule`)
     const claim = match[3]!
-    if (claim.split('.').some((segment) => segment === '')) throw new Error(`ROW_SCOPE: "${claim}" is not a claim path`)
+    if (claim.split('.').some((segment) => segment === '')) throw new RowScopeError('ROW_SCOPE', `"${claim}" is not a claim path`)
     parsed.set(table, { table, column: match[2]!, claim })
   }
   const roles = new Set<string>()
   for (const role of (exempt ?? '').split(',').map((r) => r.trim()).filter(Boolean)) {
-    if (!policyRoles.has(role)) throw new Error(`ROW_SCOPE_EXEMPT_ROLES: ${role} is not a role of the policy`)
+    if (!policyRoles.has(role)) throw new RowScopeError('ROW_SCOPE_EXEMPT_ROLES', `${role} is not a role of the policy`)
     roles.add(role)
   }
-  if (roles.size > 0 && parsed.size === 0) throw new Error('ROW_SCOPE_EXEMPT_ROLES: is set but ROW_SCOPE has no rule')
+  if (roles.size > 0 && parsed.size === 0) throw new RowScopeError('ROW_SCOPE_EXEMPT_ROLES', 'is set but ROW_SCOPE has no rule')
   return { rules: parsed, exemptRoles: roles }
 }
 
@@ -64,9 +75,21 @@ export function scopeClaims(scope: RowScope): string[] {
   return [...new Set([...scope.rules.values()].map((r) => r.claim))]
 }
 
+/** Why a call bound to a claim the token lacks is refused; `use` says what binds it (see `scopedUse`). */
+export function missingClaimText(claim: string, use: string): string {
+  return `this call needs the ${claim} claim of your token (${use}), and the token has none usable (a string or a number); ask for a token that carries it`
+}
+
+/** The `use` of a row-scope rule's claim. */
+export function scopedUse(table: string): string {
+  return `rows of ${table} are limited by it`
+}
+
+const UNSCOPED: RowFilter = new Map()
+
 /** The caller's filter: empty when no rule applies or one of its roles is exempt. */
 export function rowFilterFor(scope: RowScope, principal: Pick<Principal, 'sub' | 'roles' | 'claims'>): RowFilter {
-  if (scope.rules.size === 0 || principal.roles.some((role) => scope.exemptRoles.has(role))) return new Map()
+  if (scope.rules.size === 0 || principal.roles.some((role) => scope.exemptRoles.has(role))) return UNSCOPED
   return new Map([...scope.rules.values()].map((r) => [r.table, { column: r.column, claim: r.claim, value: claimValue(principal, r.claim) }]))
 }
 

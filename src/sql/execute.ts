@@ -63,7 +63,7 @@
  */
 import { explainGate, prepareBound } from './explain-gate.ts'
 import { overBudgetMessage, pricePlan, readTableStats, type PlanRow } from './plan-budget.ts'
-import { filterColumns, scopeValues, type RowFilter } from '../policy/row-scope.ts'
+import { filterColumns, missingClaimText, scopedUse, scopeValues, type RowFilter } from '../policy/row-scope.ts'
 import type { GuardCode, GuardResult } from './guard.ts'
 
 /**
@@ -210,7 +210,7 @@ export async function checkBeforeRun(db: Pick<D1Database, 'prepare'>, query: str
   if (!guard.ok) return { ok: false, kind: 'refused', code: guard.code, message: guard.message }
   const scope = scopeValues(filter, guard.scoped)
   if (!scope.ok) {
-    return { ok: false, kind: 'refused', code: 'claim_missing', message: `rows of ${scope.table} are limited by your token's ${scope.claim} claim, and this token has none usable (a string or a number)` }
+    return { ok: false, kind: 'refused', code: 'claim_missing', message: missingClaimText(scope.claim, scopedUse(scope.table)) }
   }
   const params = scope.values
 

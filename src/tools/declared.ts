@@ -19,7 +19,7 @@
 // Namespace import: `import { z }` makes esbuild keep zod's whole namespace object, all ~40 locales included (+370 KiB).
 import * as z from 'zod'
 import { claimValue } from '../auth/principal.ts'
-import { filterColumns, scopeValues, type RowFilter } from '../policy/row-scope.ts'
+import { filterColumns, scopedUse, scopeValues, type RowFilter } from '../policy/row-scope.ts'
 import type { ToolSettings } from '../policy/policy.ts'
 import type { SqlValue } from '../db/queries.ts'
 import { claimMissing, defineTool, ToolError, type ToolContext, type ToolDefinition } from './define.ts'
@@ -284,16 +284,16 @@ function parameterSchema(spec: Exclude<DeclaredParameter, ClaimParameter>): Buil
 }
 
 /** The model-facing input schema: every parameter not bound to a claim. */
-function inputSchema(tool: DeclaredTool): z.ZodObject {
+function inputSchema(name: string, tool: DeclaredTool): z.ZodObject {
   const shape: Record<string, z.ZodType> = {}
-  for (const [name, spec] of Object.entries(tool.parameters ?? {})) {
+  for (const [param, spec] of Object.entries(tool.parameters ?? {})) {
     if ('from' in spec) continue
     const built = parameterSchema(spec)
-    if (!built.ok) throw new Error(`tools.config.ts: tool ${JSON.stringify(tool.title)}: parameter ${name}: ${built.message}`)
+    if (!built.ok) throw new Error(formatProblem({ tool: name, field: ['parameters', param, built.field], message: built.message }))
     let schema = built.schema.describe(spec.description)
     if (spec.default !== undefined) schema = schema.default(spec.default as never)
     else if (spec.optional) schema = schema.optional()
-    shape[name] = schema
+    shape[param] = schema
   }
   return z.object(shape).strict()
 }
@@ -400,7 +400,7 @@ export function declaredTool(name: string, tool: DeclaredTool): ToolDefinition {
       return value === undefined ? null : typeof value === 'boolean' ? (value ? 1 : 0) : (value as SqlValue)
     })
     const scope = scopeValues(ctx.data.rowFilter, c.scoped)
-    if (!scope.ok) throw claimMissing(scope.claim, `rows of ${scope.table} are limited by it`)
+    if (!scope.ok) throw claimMissing(scope.claim, scopedUse(scope.table))
     return [...values, ...scope.values]
   }
   const read = tool.access === 'read'
@@ -408,7 +408,7 @@ export function declaredTool(name: string, tool: DeclaredTool): ToolDefinition {
     name,
     title: tool.title,
     description: tool.description,
-    input: inputSchema(tool),
+    input: inputSchema(name, tool),
     output: outputSchema(tool),
     annotations: read
       ? { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false }

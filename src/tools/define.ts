@@ -7,6 +7,7 @@ import type { ToolAnnotations } from '@modelcontextprotocol/server'
 import type * as z from 'zod'
 import type { Principal } from '../auth/principal.ts'
 import type { DataAccess } from '../db/queries.ts'
+import { missingClaimText } from '../policy/row-scope.ts'
 
 export interface ToolContext {
   principal: Principal
@@ -63,5 +64,4 @@ export const notFound = (what: string, id: string) => new ToolError(`${what} ${i
  * parameter, or a row-scope rule of a table the call reads). `use` says what
  * the claim is for. Nothing is read or written.
  */
-export const claimMissing = (claim: string, use: string) =>
-  new ToolError(`this call needs the ${claim} claim of your token (${use}), and the token has none usable (a string or a number); ask for a token that carries it`, 'claim_missing')
+export const claimMissing = (claim: string, use: string) => new ToolError(missingClaimText(claim, use), 'claim_missing')

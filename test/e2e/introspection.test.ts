@@ -26,7 +26,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { POLICY } from '../../src/policy/policy.ts'
 import { startAuthServer, type AuthServer, type ConfidentialClient } from './support/auth-server.ts'
-import { Customer, DpopClientCredentialsProvider, NEWEST_REVISION, structured, toolNames } from './support/mcp.ts'
+import { Customer, DpopClientCredentialsProvider, NEWEST_REVISION, postRpc, structured, toolNames } from './support/mcp.ts'
 import { startDevServer, type DevServer } from './support/server.ts'
 
 /** AUTH_INTROSPECTION_CACHE_SECONDS here (default 60): short, so a revocation is seen within the test. */
@@ -81,20 +81,7 @@ beforeEach(async () => {
 
 // ---- helpers ----
 
-/** One plain JSON-RPC POST to /mcp (2025-11-25, stateless: no initialize needed). */
-async function rpc(authorization: string | undefined, method = 'tools/list', params: unknown = {}, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(worker.mcpUrl, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': '2025-11-25',
-      ...(authorization ? { authorization } : {}),
-      ...headers,
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-  })
-}
+const rpc = (authorization: string | undefined, method?: string, params?: unknown, headers?: Record<string, string>) => postRpc(worker.mcpUrl, authorization, method, params, headers)
 
 const bearer = (token: string) => `Bearer ${token}`
 

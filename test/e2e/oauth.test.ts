@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { startAuthServer, type AuthServer } from './support/auth-server.ts'
-import { Customer, NEWEST_REVISION, Product, structured, toolNames } from './support/mcp.ts'
+import { Customer, NEWEST_REVISION, postRpc, Product, structured, toolNames } from './support/mcp.ts'
 import { startDevServer, type DevServer } from './support/server.ts'
 
 /** The Worker's AUTH_JWKS_COOLDOWN_SECONDS here (the default is 30). */
@@ -56,19 +56,7 @@ afterAll(async () => {
 
 // ---- helpers ----
 
-/** One plain JSON-RPC POST to /mcp (2025-11-25, no initialize needed: the server is stateless). */
-async function rpc(token: string | undefined, method = 'tools/list', params: unknown = {}): Promise<Response> {
-  return fetch(worker.mcpUrl, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': '2025-11-25',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-  })
-}
+const rpc = (token: string | undefined, method?: string, params?: unknown) => postRpc(worker.mcpUrl, token ? `Bearer ${token}` : undefined, method, params)
 
 const readerToken = async () => (await as.clientCredentialsToken(as.clients.reader, { resource: worker.mcpUrl, scope: 'customers:read orders:read' })).access_token
 

@@ -11,22 +11,12 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import worker from '../../src/index.ts'
 import { mintToken, type MintOptions } from '../support/tokens.ts'
 import { testEnv } from '../support/test-env.ts'
+import { rpcWith } from '../support/worker.ts'
 
 const NATIVE = testEnv(env)
 const MCP = NATIVE.AUTH_AUDIENCE
 
-/** One JSON-RPC POST to the Worker under the given settings. */
-async function call(settings: Record<string, string>, token: string, method: string, params: Record<string, unknown> = {}): Promise<Response> {
-  const ctx = createExecutionContext()
-  const req = new Request(MCP, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-  })
-  const res = await worker.fetch(req, { ...NATIVE, ...settings }, ctx)
-  await waitOnExecutionContext(ctx)
-  return res
-}
+const call = rpcWith
 
 async function toolNames(settings: Record<string, string>, token: string): Promise<string[]> {
   const res = await call(settings, token, 'tools/list')

@@ -9,12 +9,11 @@
 // and a model argument naming the other customer's ids gets nothing. A token
 // without the claim is refused with a message naming it. Expected rows are
 // read from D1 directly with the filter written out by hand.
-import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { beforeAll, describe, expect, it } from 'vitest'
-import worker from '../../src/index.ts'
 import { mintToken } from '../support/tokens.ts'
 import { testEnv } from '../support/test-env.ts'
+import { rpcWith } from '../support/worker.ts'
 
 const BASE = testEnv(env)
 const DB = BASE.DB
@@ -31,17 +30,7 @@ interface ToolResult {
 }
 
 async function callTool(token: string, name: string, args: Record<string, unknown>, settings: Record<string, string> = SCOPED): Promise<ToolResult> {
-  const ctx = createExecutionContext()
-  const res = await worker.fetch(
-    new Request(BASE.AUTH_AUDIENCE, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }),
-    }),
-    { ...BASE, ...settings },
-    ctx,
-  )
-  await waitOnExecutionContext(ctx)
+  const res = await rpcWith(settings, token, 'tools/call', { name, arguments: args })
   expect(res.status).toBe(200)
   return ((await res.json()) as { result: ToolResult }).result
 }
@@ -139,6 +128,14 @@ describe('row scope: each customer sees only its rows', () => {
     expect((await query(tokenB, 'SELECT id FROM tickets')).rows.map((r) => r['id'])).not.toContain(created.ticket.id)
   })
 
+  it("create_ticket refuses a ticket for another customer when only tickets are scoped, and writes nothing", async () => {
+    const ticketsOnly = { ROW_SCOPE: 'tickets.customer_id=claim.customer' }
+    const refused = await callTool(tokenA, 'create_ticket', { customerId: B, subject: 'tickets-only scope', body: 'x' }, ticketsOnly)
+    expect(refused).toMatchObject({ isError: true, content: [{ text: `customer ${B} not found` }] })
+    expect(await DB.prepare("SELECT count(*) AS n FROM tickets WHERE subject = 'tickets-only scope'").first('n')).toBe(0)
+    expect(ok(await callTool(tokenA, 'create_ticket', { customerId: A, subject: 'tickets-only scope', body: 'x' }, ticketsOnly))).toMatchObject({ ticket: { customer_id: A } })
+  })
+
   it('an exempt role (admin) reads every row', async () => {
     const admin = await mintToken({ sub: 'admin-1', role: 'admin' })
     const { rows } = await query(admin, 'SELECT count(*) AS n FROM orders')
@@ -168,10 +165,9 @@ describe('row scope: a token without the claim', () => {
     expect(await callTool(token, 'get_customer', { customerId: A })).toMatchObject({ isError: true })
   })
 
-  it('refuses a bad ROW_SCOPE at start with a 500 naming the setting', async () => {
-    const ctx = createExecutionContext()
-    const res = await worker.fetch(new Request(BASE.AUTH_AUDIENCE, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), { ...BASE, ROW_SCOPE: 'audit_log.sub=claim.sub' }, ctx)
-    await waitOnExecutionContext(ctx)
+  it('a bad ROW_SCOPE makes every request answer 500 server misconfigured, never serve unscoped', async () => {
+    const res = await rpcWith({ ROW_SCOPE: 'audit_log.sub=claim.sub' }, tokenA, 'tools/call', { name: 'execute_query', arguments: { query: 'SELECT id FROM orders' } })
     expect(res.status).toBe(500)
+    expect(await res.text()).toMatch(/server misconfigured/)
   })
 })

@@ -1,7 +1,9 @@
 // Reaching the Worker under test from inside the workers pool: plain fetches
 // and real MCP SDK clients whose `fetch` is routed to the Worker's handler.
 import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client'
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env, exports } from 'cloudflare:workers'
+import worker from '../../src/index.ts'
 import { mintToken, type MintOptions } from './tokens.ts'
 import { testEnv } from './test-env.ts'
 
@@ -33,6 +35,24 @@ export async function rpc(method: string, params: Record<string, unknown> | unde
     headers,
     body: JSON.stringify({ jsonrpc: '2.0', id: opts.id ?? 1, method, ...(params ? { params } : {}) }),
   })
+}
+
+/**
+ * POSTs one JSON-RPC message to /mcp, as a 2025-11-25 client would, to the
+ * Worker running under extra settings (environment values over the test
+ * bindings: ROW_SCOPE, AUTH_PRESET, ...); waits for its waitUntil work.
+ */
+export async function rpcWith(settings: Record<string, string>, token: string, method: string, params: Record<string, unknown> = {}): Promise<Response> {
+  const base = testEnv(env)
+  const ctx = createExecutionContext()
+  const req = new Request(base.AUTH_AUDIENCE, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  })
+  const res = await worker.fetch(req, { ...base, ...settings }, ctx)
+  await waitOnExecutionContext(ctx)
+  return res
 }
 
 /** Reads a JSON or single-event SSE response body as the JSON-RPC message. */

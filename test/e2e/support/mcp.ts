@@ -7,6 +7,21 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { expect } from 'vitest'
 import { z } from 'zod'
 
+/** One plain JSON-RPC POST to `mcpUrl` (2025-11-25, no initialize needed: the server is stateless). */
+export function postRpc(mcpUrl: string, authorization: string | undefined, method = 'tools/list', params: unknown = {}, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(mcpUrl, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2025-11-25',
+      ...(authorization ? { authorization } : {}),
+      ...headers,
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  })
+}
+
 export const NEWEST_REVISION = '2026-07-28'
 const CLIENT_INFO = { name: 'bastion-e2e', version: '1.0.0' }
 
