@@ -25,14 +25,14 @@ function scopeOf(authInfo: AuthInfo | undefined): RequestScope {
 // startup does not pay for it (bench/run.ts measures startup CPU).
 let modern: ReturnType<typeof createMcpHandler> | undefined
 const modernHandler = () =>
-  (modern ??= createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo)), {
+  (modern ??= createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo), 'modern'), {
     legacy: 'reject',
     responseMode: 'json',
     onerror,
   }))
 
 async function serveLegacy(request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
-  const server = buildServer(scopeOf(authInfo))
+  const server = buildServer(scopeOf(authInfo), 'legacy')
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
   await server.connect(transport)

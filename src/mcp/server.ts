@@ -2,12 +2,20 @@
 // policy lets this caller use are registered, so tools/list shows exactly
 // those and a call to any other is "unknown tool" at the SDK level (the
 // authorize middleware has already answered 403 for known tools).
-import { McpServer } from '@modelcontextprotocol/server'
+import { CLIENT_CAPABILITIES_META_KEY, McpServer, type ClientCapabilities, type ServerContext } from '@modelcontextprotocol/server'
 import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker'
 import { POLICY } from '../policy/policy.ts'
 import { TOOLS } from '../tools/index.ts'
+import { needsConfirmation } from '../policy/confirm.ts'
+import { confirmedCall } from './confirm.ts'
 import { invokeTool } from './invoke.ts'
-import type { RequestScope } from './scope.ts'
+import type { Era, RequestScope } from './scope.ts'
+
+/** The client capabilities a 2026-07-28 request declares in its `_meta` envelope. */
+function capabilitiesOf(ctx: ServerContext): ClientCapabilities | undefined {
+  const declared: unknown = ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as keyof typeof ctx.mcpReq.envelope]
+  return typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined
+}
 
 export const SERVER_INFO = { name: 'mcp-bastion', version: '0.1.0' } as const
 
@@ -18,7 +26,12 @@ const INSTRUCTIONS =
   'Tools over the company data: customers, orders, products, support tickets. ' +
   'You only see the tools your token allows. Ids look like cus_001, ord_0001, prd_001.'
 
-export function buildServer(scope: RequestScope): McpServer {
+/**
+ * `era`: how the request was served. `legacyCapabilities`: what a 2025-era
+ * client declared at initialize (mcp/handler.ts); a 2026-07-28 request
+ * carries its own in the `_meta` envelope.
+ */
+export function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: ClientCapabilities): McpServer {
   const server = new McpServer(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
@@ -39,7 +52,10 @@ export function buildServer(scope: RequestScope): McpServer {
         outputSchema: tool.output,
         annotations: { title: tool.title, ...tool.annotations },
       },
-      (args: unknown, ctx) => invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
+      (args: unknown, ctx: ServerContext) =>
+        needsConfirmation(settings.confirm, args)
+          ? confirmedCall(tool, settings, args, scope, ctx, era, era === 'modern' ? capabilitiesOf(ctx) : legacyCapabilities)
+          : invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
     )
   }
   return server
