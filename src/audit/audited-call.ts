@@ -13,7 +13,10 @@
 //
 // `round(report)` writes a row of its own without ending the call: the
 // confirmation request of a 2025-era call, whose confirmed round follows in
-// the same HTTP exchange (README "Confirmation").
+// the same HTTP exchange (README "Confirmation"). Such a call answers with
+// an SSE stream that outlives the middleware: `answerStreams(done)` makes
+// finishFromHttp wait (in waitUntil) for the stream's end instead of
+// reading an outcome off a response still being written.
 //
 // A commit in flight holds the row: a finish arriving meanwhile waits for it
 // and writes only if the change was not applied.
@@ -72,7 +75,15 @@ export class AuditedCall {
   /** open: no row yet; committing: a commit holds the row; written: the row is taken. */
   private state: { kind: 'open' } | { kind: 'committing'; applied: Promise<boolean> } | { kind: 'written' } = { kind: 'open' }
 
+  /** Set when the answer streams past the middleware: resolves after its last message. */
+  private streamed: Promise<void> | undefined
+
   constructor(private readonly deps: AuditedCallDeps) {}
+
+  /** The answer streams until `done`: the HTTP outcome is read only then. */
+  answerStreams(done: Promise<void>): void {
+    this.streamed = done
+  }
 
   /**
    * Applies `statements` and the call's ok row in one batch. True when applied,
@@ -109,6 +120,12 @@ export class AuditedCall {
 
   /** Records a call from its HTTP result, unless the call already has its row; resolves once it is written. */
   finishFromHttp(status: number, error: Error | undefined): Promise<void> {
+    if (this.streamed) {
+      const streamed = this.streamed
+      this.streamed = undefined
+      this.deps.waitUntil(streamed.then(() => this.finishFromHttp(status, error)))
+      return Promise.resolve()
+    }
     const ending: CallEnding = { ...outcomeOfStatus(status, error), httpStatus: status, outputJson: undefined }
     const tool = this.deps.facts.toolName
     if (tool !== undefined && !POLICY.tools.has(tool)) ending.errorCode = 'unknown_tool'

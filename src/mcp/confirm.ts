@@ -39,6 +39,10 @@ import {
 } from '@modelcontextprotocol/server'
 import { sha256Hex } from '../digest.ts'
 import type { ReplayStore } from '../auth/dpop.ts'
+import { durableReplayStore } from '../auth/dpop-store.ts'
+import type { Config } from '../config.ts'
+import { sessionCodec, type LegacySession } from './elicitation.ts'
+import type { ElicitationRendezvous } from './rendezvous.ts'
 import type { ToolSettings } from '../policy/policy.ts'
 import type { ToolDefinition } from '../tools/define.ts'
 import { describeChange, invokeTool, refuseCall } from './invoke.ts'
@@ -58,11 +62,26 @@ interface ConfirmState {
   expiresAt: number
 }
 
-/** The confirmation settings of a deployment (config.confirm) with the replay store, per request. */
+/** How this deployment confirms calls (config.confirm) and where it keeps what that needs. */
 export interface Confirmations {
   codec: RequestStateCodec<ConfirmState>
+  /** Mcp-Session-Id records of 2025-era clients that can elicit (mcp/elicitation.ts). */
+  sessions: RequestStateCodec<LegacySession>
   ttlSeconds: number
   replay: ReplayStore
+  rendezvous: DurableObjectNamespace<ElicitationRendezvous>
+}
+
+/** The confirmations of a request under `settings`; undefined without CONFIRM_STATE_KEY. */
+export function confirmations(settings: Config['confirm'], env: Env): Confirmations | undefined {
+  if (!settings) return undefined
+  return {
+    codec: confirmCodec(settings.key, settings.ttlSeconds),
+    sessions: sessionCodec(settings.key),
+    ttlSeconds: settings.ttlSeconds,
+    replay: durableReplayStore(env.CONFIRM_REPLAY),
+    rendezvous: env.ELICITATIONS,
+  }
 }
 
 /** The key of the one input request of round 1. */
@@ -76,7 +95,7 @@ const REQUESTED_SCHEMA = {
 const codecs = new Map<string, RequestStateCodec<ConfirmState>>()
 
 /** The request-state codec for `key`, made once per isolate. */
-export function confirmCodec(key: string, ttlSeconds: number): RequestStateCodec<ConfirmState> {
+function confirmCodec(key: string, ttlSeconds: number): RequestStateCodec<ConfirmState> {
   const id = `${ttlSeconds}\0${key}`
   let codec = codecs.get(id)
   if (!codec) codecs.set(id, (codec = createRequestStateCodec<ConfirmState>({ key, ttlSeconds })))

@@ -5,9 +5,14 @@
 //   streamable-HTTP transport per request with JSON responses, so clients get
 //   application/json instead of a one-event SSE stream (we emit no progress).
 // The per-request scope travels in `authInfo.extra`; the token itself is never
-// handed to the SDK or the tools.
+// handed to the SDK or the tools. A 2025-era tools/call that asks its user to
+// confirm it is served with a session transport and an SSE answer instead
+// (mcp/elicitation.ts).
 import { createMcpHandler, isLegacyRequest, WebStandardStreamableHTTPServerTransport, type AuthInfo } from '@modelcontextprotocol/server'
 import { createLogger } from '../log.ts'
+import { needsConfirmation } from '../policy/confirm.ts'
+import { POLICY } from '../policy/policy.ts'
+import { deliverAnswer, isElicitationAnswer, mintSession, readSession, serveAsking } from './elicitation.ts'
 import { buildServer } from './server.ts'
 import type { RequestScope } from './scope.ts'
 
@@ -31,17 +36,44 @@ const modernHandler = () =>
     onerror,
   }))
 
-async function serveLegacy(request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
-  const server = buildServer(scopeOf(authInfo), 'legacy')
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** A tools/call this caller may make that the policy says its user confirms first. */
+function asksUser(scope: RequestScope, body: unknown): boolean {
+  if (!isObject(body) || body['method'] !== 'tools/call' || !isObject(body['params'])) return false
+  const settings = typeof body['params']['name'] === 'string' ? POLICY.tools.get(body['params']['name']) : undefined
+  return settings !== undefined && scope.principal.scopes.has(settings.scope) && needsConfirmation(settings.confirm, body['params']['arguments'])
+}
+
+async function serveLegacy(request: Request, scope: RequestScope, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
+  const confirm = scope.confirm
+  if (confirm && asksUser(scope, parsedBody)) {
+    const sessionId = request.headers.get('mcp-session-id')
+    const session = await readSession(confirm, sessionId, scope.principal.sub)
+    if (session) return serveAsking(request, authInfo, parsedBody, scope, confirm, session, sessionId!)
+  }
+  const server = buildServer(scope, 'legacy')
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
   await server.connect(transport)
+  let response: Response
   try {
-    return await transport.handleRequest(request, { authInfo, parsedBody })
+    response = await transport.handleRequest(request, { authInfo, parsedBody })
   } finally {
     await transport.close().catch(() => {})
     await server.close().catch(() => {})
   }
+  // a client that can ask its user gets a session record at initialize (mcp/elicitation.ts)
+  if (confirm && response.ok && isObject(parsedBody) && parsedBody['method'] === 'initialize') {
+    const sessionId = await mintSession(confirm, scope.principal.sub, parsedBody)
+    if (sessionId !== undefined) {
+      response = new Response(response.body, response)
+      response.headers.set('mcp-session-id', sessionId)
+    }
+  }
+  return response
 }
 
 export async function serveMcp(request: Request, scope: RequestScope, parsedBody: unknown): Promise<Response> {
@@ -51,6 +83,8 @@ export async function serveMcp(request: Request, scope: RequestScope, parsedBody
     scopes: [...scope.principal.scopes],
     extra: { [SCOPE_KEY]: scope },
   }
-  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, authInfo, parsedBody)
+  // a 2025-era client's answer to a confirmation question goes to the request that asked
+  if (scope.confirm && isElicitationAnswer(parsedBody)) return deliverAnswer(scope.confirm, scope, parsedBody)
+  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, scope, authInfo, parsedBody)
   return modernHandler().fetch(request, { authInfo, parsedBody })
 }

@@ -28,16 +28,18 @@ const INSTRUCTIONS =
 
 /**
  * `era`: how the request was served. `legacyCapabilities`: what a 2025-era
- * client declared at initialize (mcp/handler.ts); a 2026-07-28 request
- * carries its own in the `_meta` envelope.
+ * client declared at initialize (mcp/elicitation.ts); a 2026-07-28 request
+ * carries its own in the `_meta` envelope. `roundTimeoutMs`: how long the
+ * SDK's 2025-era shim waits for an answer to a question.
  */
-export function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: ClientCapabilities): McpServer {
+export function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: ClientCapabilities, roundTimeoutMs?: number): McpServer {
   const server = new McpServer(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
     jsonSchemaValidator: validator,
     // The tool list depends on the caller's token: never share a cached copy.
     cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 } },
+    ...(roundTimeoutMs === undefined ? {} : { inputRequired: { roundTimeoutMs } }),
   })
   for (const tool of TOOLS) {
     const settings = POLICY.tools.get(tool.name)

@@ -4,12 +4,10 @@ import type { AppEnv } from '../env.ts'
 import { serveMcp } from '../mcp/handler.ts'
 import type { RequestScope } from '../mcp/scope.ts'
 import { rowFilterFor } from '../policy/row-scope.ts'
-import { durableReplayStore } from '../auth/dpop-store.ts'
-import { confirmCodec } from '../mcp/confirm.ts'
+import { confirmations } from '../mcp/confirm.ts'
 
 export const mcp = () =>
   createMiddleware<AppEnv>(async function mcp(c) {
-    const confirm = c.var.config.confirm
     const scope: RequestScope = {
       requestId: c.var.requestId,
       principal: c.var.principal,
@@ -20,11 +18,7 @@ export const mcp = () =>
       // write without it is refused rather than committed unaudited.
       call: c.get('call'),
       pending: c.get('pending'),
-      confirm: confirm && {
-        codec: confirmCodec(confirm.key, confirm.ttlSeconds),
-        ttlSeconds: confirm.ttlSeconds,
-        replay: durableReplayStore(c.env.CONFIRM_REPLAY),
-      },
+      confirm: confirmations(c.var.config.confirm, c.env),
     }
     return serveMcp(c.req.raw, scope, c.var.rpc.raw)
   })

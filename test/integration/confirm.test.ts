@@ -3,13 +3,15 @@
 // SDK v2 client answering the elicitation on both protocol eras, and with raw
 // 2026-07-28 requests replaying, tampering with and reusing request states.
 // The truth is D1: the order row and the caller's audit rows.
+import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Client } from '@modelcontextprotocol/client'
 import { sequencer } from '../../src/audit/writer.ts'
+import worker from '../../src/index.ts'
 import { testEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
-import { connectClient, modernRpc, rpcBody, type Elicit } from '../support/worker.ts'
+import { callWorker, connectClient, MCP_URL, modernRpc, rpcBody, type Elicit } from '../support/worker.ts'
 
 const E = testEnv(env)
 const ELICIT = { capabilities: { elicitation: { form: {} } } }
@@ -263,5 +265,93 @@ describe('request states over raw 2026-07-28 requests', () => {
     expect(result.content[0]?.text).toBe("update_order needs the user's confirmation for this call, and this server cannot ask for one (CONFIRM_STATE_KEY is not set). Nothing was changed.")
     expect(await statusOf(order.id)).toBe('pending')
     expect((await rowsOf(sub)).map((r) => [r.outcome, r.error_code])).toEqual([['error', 'confirmation_unavailable']])
+  })
+})
+
+describe('2025-era questions over raw requests (session record, SSE stream, rendezvous)', () => {
+  const LEGACY = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' }
+  const post = (token: string, body: unknown, headers: Record<string, string> = {}) =>
+    callWorker(MCP_URL(), { method: 'POST', headers: { ...LEGACY, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(body) })
+  const initialize = (token: string, capabilities: Record<string, unknown>) =>
+    post(token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities, clientInfo: { name: 'raw', version: '1' } } })
+
+  /** The SSE messages of a stream, each as soon as it arrives. */
+  async function* messages(response: Response): AsyncGenerator<Record<string, unknown>> {
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+    let buffer = ''
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) return
+      buffer += value
+      let end: number
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const data = buffer.slice(0, end).split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('')
+        buffer = buffer.slice(end + 2)
+        if (data) yield JSON.parse(data) as Record<string, unknown>
+      }
+    }
+  }
+
+  it('initialize gives a session record only to a client that declares form elicitation', async () => {
+    const { token } = await editor('session')
+    expect((await initialize(token, { elicitation: { form: {} } })).headers.get('mcp-session-id')).toMatch(/^v1\./)
+    expect((await initialize(token, { elicitation: {} })).headers.get('mcp-session-id')).toMatch(/^v1\./)
+    expect((await initialize(token, {})).headers.get('mcp-session-id')).toBeNull()
+    expect((await initialize(token, { elicitation: { url: {} } })).headers.get('mcp-session-id')).toBeNull()
+  })
+
+  it('a forged or another caller\'s session record is worth nothing: the call is refused, not asked', async () => {
+    const { token } = await editor('forged')
+    const other = await editor('forged-other')
+    const order = await orderIn('pending')
+    const theirs = (await initialize(other.token, { elicitation: {} })).headers.get('mcp-session-id')!
+    for (const session of [theirs, `${theirs.slice(0, -3)}AAA`]) {
+      const res = await post(token, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: cancel(order.id) }, { 'mcp-session-id': session })
+      const body = (await rpcBody(res))['result'] as ToolResult
+      expect(body.content[0]?.text).toMatch(/this client cannot ask its user/)
+    }
+    expect(await statusOf(order.id)).toBe('pending')
+  })
+
+  it('an answer posted by another caller is not taken; the unanswered question expires and nothing changes', async () => {
+    const { sub, token } = await editor('steal')
+    const thief = await editor('steal-thief')
+    const order = await orderIn('pending')
+    const short = { CONFIRM_TTL_SECONDS: '1' }
+    const session = (await initialize(token, { elicitation: {} })).headers.get('mcp-session-id')!
+    const base = testEnv(env)
+    const ctx = createExecutionContext()
+    const asking = await worker.fetch(
+      new Request(base.AUTH_AUDIENCE, { method: 'POST', headers: { ...LEGACY, authorization: `Bearer ${token}`, 'mcp-session-id': session }, body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: cancel(order.id) }) }),
+      { ...base, ...short },
+      ctx,
+    )
+    expect(asking.headers.get('content-type')).toContain('text/event-stream')
+    const stream = messages(asking)
+    const question = (await stream.next()).value as { id: string; method: string; params: { message: string } }
+    expect(question.method).toBe('elicitation/create')
+    expect(question.id).toMatch(/^bastion-elicit-[0-9a-f-]{36}$/)
+    const stolen = await post(thief.token, { jsonrpc: '2.0', id: question.id, result: { action: 'accept', content: { confirm: true } } })
+    expect(stolen.status).toBe(202)
+    const last = (await stream.next()).value as { id: number; result: ToolResult }
+    expect(last.id).toBe(9)
+    expect(last.result.content[0]?.text).toMatch(/^The confirmation of this update_order call expired/)
+    await waitOnExecutionContext(ctx)
+    expect(await statusOf(order.id)).toBe('pending')
+    expect((await rowsOf(sub)).map((r) => r.outcome)).toEqual(['confirmation_requested', 'expired'])
+  })
+
+  it('the answer POST of the asking caller completes the stream with the confirmed result', async () => {
+    const { sub, token } = await editor('raw-yes')
+    const order = await orderIn('paid')
+    const session = (await initialize(token, { elicitation: { form: {} } })).headers.get('mcp-session-id')!
+    const asking = await post(token, { jsonrpc: '2.0', id: 11, method: 'tools/call', params: cancel(order.id) }, { 'mcp-session-id': session })
+    const stream = messages(asking)
+    const question = (await stream.next()).value as { id: string }
+    expect((await post(token, { jsonrpc: '2.0', id: question.id, result: { action: 'accept', content: { confirm: true } } }, { 'mcp-session-id': session })).status).toBe(202)
+    const last = (await stream.next()).value as { id: number; result: ToolResult }
+    expect(last.result.isError, last.result.content[0]?.text).toBeFalsy()
+    expect(await statusOf(order.id)).toBe('cancelled')
+    expect((await rowsOf(sub)).map((r) => r.outcome)).toEqual(['confirmation_requested', 'confirmed'])
   })
 })
