@@ -39,13 +39,13 @@ async function main() {
         return r.status
       })
     const call = (name: string, args: Record<string, unknown>) => post({ method: 'tools/call', params: { name, arguments: args } })
-    const statuses = ['paid', 'cancelled'] as const
     const cases: [string, (i: number) => Promise<number>][] = [
       ['401 (no token)', () => post({ method: 'tools/list' }, false)],
       ['tools/list', () => post({ method: 'tools/list' })],
       ['get_customer (audit in waitUntil)', (i) => call('get_customer', { customerId: `cus_${String((i % 60) + 1).padStart(3, '0')}` })],
-      // every call moves a fresh pending order: a real write each time
-      ['update_order (audit in the batch)', (i) => call('update_order', { orderId: pending[i % pending.length]!, status: statuses[i % 2]! })],
+      // every call moves a fresh pending order: a real write each time (pending → paid; a
+      // cancellation asks the user first, README "Confirmation")
+      ['update_order (audit in the batch)', (i) => call('update_order', { orderId: pending[i % pending.length]!, status: 'paid' })],
       ['execute_query (guard + capped query)', () => call('execute_query', { query: 'SELECT status, count(*) AS n, sum(total_cents) AS cents FROM orders GROUP BY status' })],
     ]
     // pending orders to move, read through the server itself
