@@ -32,7 +32,7 @@ const modernHandler = () =>
   }))
 
 async function serveLegacy(request: Request, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
-  const server = buildServer(scopeOf(authInfo))
+  const server = await buildServer(scopeOf(authInfo))
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
   await server.connect(transport)

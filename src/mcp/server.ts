@@ -1,12 +1,15 @@
 // One McpServer per request, built for one principal: only the tools the
 // policy lets this caller use are registered, so tools/list shows exactly
 // those and a call to any other is "unknown tool" at the SDK level (the
-// authorize middleware has already answered 403 for known tools).
+// authorize middleware has already answered 403 for known tools). The same
+// filter decides the resources it sees (resources.ts).
 import { McpServer } from '@modelcontextprotocol/server'
 import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker'
 import { POLICY } from '../policy/policy.ts'
+import { policyVersion } from '../policy/version.ts'
 import { TOOLS } from '../tools/index.ts'
 import { invokeTool } from './invoke.ts'
+import { registerResources } from './resources.ts'
 import type { RequestScope } from './scope.ts'
 
 export const SERVER_INFO = { name: 'mcp-bastion', version: '0.1.0' } as const
@@ -18,13 +21,14 @@ const INSTRUCTIONS =
   'Tools over the company data: customers, orders, products, support tickets. ' +
   'You only see the tools your token allows. Ids look like cus_001, ord_0001, prd_001.'
 
-export function buildServer(scope: RequestScope): McpServer {
+export async function buildServer(scope: RequestScope): Promise<McpServer> {
+  const version = await policyVersion()
   const server = new McpServer(SERVER_INFO, {
-    capabilities: { tools: { listChanged: false } },
+    capabilities: { tools: { listChanged: false }, resources: { listChanged: false } },
     instructions: INSTRUCTIONS,
     jsonSchemaValidator: validator,
-    // The tool list depends on the caller's token: never share a cached copy.
-    cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 } },
+    // The tool and resource lists depend on the caller's token: never share a cached copy.
+    cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 }, 'resources/list': { cacheScope: 'private', ttlMs: 0 } },
   })
   for (const tool of TOOLS) {
     const settings = POLICY.tools.get(tool.name)
@@ -42,5 +46,6 @@ export function buildServer(scope: RequestScope): McpServer {
       (args: unknown, ctx) => invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
     )
   }
+  registerResources(server, scope, version)
   return server
 }
