@@ -17,7 +17,7 @@
 import type { CacheHint, McpServer, ReadResourceResult } from '@modelcontextprotocol/server'
 import * as z from 'zod'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
-import { POLICY_VERSION_META_KEY } from '../policy/version.ts'
+import { POLICY_VERSION_META_KEY } from '../policy/policy-version.ts'
 import type { ToolDefinition } from '../tools/define.ts'
 import { TOOLS } from '../tools/index.ts'
 import type { RequestScope } from './scope.ts'
@@ -151,7 +151,7 @@ export async function schemaDocument(scope: Pick<RequestScope, 'db' | 'rows'>): 
 // ---- bastion://tools/<name> ------------------------------------------------
 
 interface JsonSchemaObject {
-  properties?: Record<string, { type?: unknown; description?: string; anyOf?: { type?: unknown }[]; enum?: unknown[] }>
+  properties?: Record<string, { type?: unknown; description?: string; anyOf?: { type?: unknown }[]; enum?: unknown[]; default?: unknown }>
   required?: string[]
 }
 
@@ -169,10 +169,13 @@ const notes = new Map<string, string>()
 export function toolNotes(tool: ToolDefinition, settings: ToolSettings): string {
   const cached = notes.get(tool.name)
   if (cached !== undefined) return cached
-  const schema = z.toJSONSchema(tool.input) as JsonSchemaObject
+  // the input side: what the caller sends (a field with a default is optional)
+  const schema = z.toJSONSchema(tool.input, { io: 'input' }) as JsonSchemaObject
   const required = new Set(schema.required ?? [])
   const args = Object.entries(schema.properties ?? {}).map(
-    ([name, p]) => `- \`${name}\` (${typeOf(p)}, ${required.has(name) ? 'required' : 'optional'})${p.description ? `: ${p.description}` : ''}`,
+    ([name, p]) =>
+      `- \`${name}\` (${typeOf(p)}, ${required.has(name) ? 'required' : p.default !== undefined ? `optional, default ${JSON.stringify(p.default)}` : 'optional'})` +
+      (p.description ? `: ${p.description}` : ''),
   )
   const writes = tool.annotations.readOnlyHint === false
   const { limit, windowSeconds } = settings.rateLimit

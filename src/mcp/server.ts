@@ -6,7 +6,7 @@
 import { McpServer } from '@modelcontextprotocol/server'
 import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker'
 import { POLICY } from '../policy/policy.ts'
-import { policyVersion } from '../policy/version.ts'
+import { policyVersion } from '../policy/policy-version.ts'
 import { TOOLS } from '../tools/index.ts'
 import { invokeTool } from './invoke.ts'
 import { registerResources } from './resources.ts'
