@@ -103,7 +103,7 @@ export async function deliverAnswer(confirm: Confirmations, scope: RequestScope,
 export async function serveAsking(request: Request, authInfo: AuthInfo, parsedBody: unknown, scope: RequestScope, confirm: Confirmations, session: LegacySession, sessionId: string): Promise<Response> {
   const capabilities = { elicitation: session.elicitation } as ClientCapabilities
   const waitMs = confirm.ttlSeconds * 1000 + GRACE_MS
-  const server = buildServer(scope, 'legacy', capabilities, waitMs + GRACE_MS)
+  const server = await buildServer(scope, 'legacy', capabilities, waitMs + GRACE_MS)
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: () => sessionId, enableJsonResponse: false })
   await server.connect(transport)
   const initialized = await transport.handleRequest(

@@ -54,7 +54,7 @@ async function serveLegacy(request: Request, scope: RequestScope, authInfo: Auth
     const session = await readSession(confirm, sessionId, scope.principal.sub)
     if (session) return serveAsking(request, authInfo, parsedBody, scope, confirm, session, sessionId!)
   }
-  const server = buildServer(scope, 'legacy')
+  const server = await buildServer(scope, 'legacy')
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
   await server.connect(transport)

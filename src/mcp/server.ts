@@ -1,14 +1,17 @@
 // One McpServer per request, built for one principal: only the tools the
 // policy lets this caller use are registered, so tools/list shows exactly
 // those and a call to any other is "unknown tool" at the SDK level (the
-// authorize middleware has already answered 403 for known tools).
+// authorize middleware has already answered 403 for known tools). The same
+// filter decides the resources it sees (resources.ts).
 import { CLIENT_CAPABILITIES_META_KEY, McpServer, type ClientCapabilities, type ServerContext } from '@modelcontextprotocol/server'
 import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker'
 import { POLICY } from '../policy/policy.ts'
+import { policyVersion } from '../policy/policy-version.ts'
 import { TOOLS } from '../tools/index.ts'
 import { needsConfirmation } from '../policy/confirm.ts'
 import { confirmedCall } from './confirm.ts'
 import { invokeTool } from './invoke.ts'
+import { registerResources } from './resources.ts'
 import type { Era, RequestScope } from './scope.ts'
 
 /** The client capabilities a 2026-07-28 request declares in its `_meta` envelope. */
@@ -32,13 +35,14 @@ const INSTRUCTIONS =
  * carries its own in the `_meta` envelope. `roundTimeoutMs`: how long the
  * SDK's 2025-era shim waits for an answer to a question.
  */
-export function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: ClientCapabilities, roundTimeoutMs?: number): McpServer {
+export async function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: ClientCapabilities, roundTimeoutMs?: number): Promise<McpServer> {
+  const version = await policyVersion()
   const server = new McpServer(SERVER_INFO, {
-    capabilities: { tools: { listChanged: false } },
+    capabilities: { tools: { listChanged: false }, resources: { listChanged: false } },
     instructions: INSTRUCTIONS,
     jsonSchemaValidator: validator,
-    // The tool list depends on the caller's token: never share a cached copy.
-    cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 } },
+    // The tool and resource lists depend on the caller's token: never share a cached copy.
+    cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 }, 'resources/list': { cacheScope: 'private', ttlMs: 0 } },
     ...(roundTimeoutMs === undefined ? {} : { inputRequired: { roundTimeoutMs } }),
   })
   for (const tool of TOOLS) {
@@ -60,5 +64,6 @@ export function buildServer(scope: RequestScope, era: Era, legacyCapabilities?: 
           : invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
     )
   }
+  registerResources(server, scope, version)
   return server
 }
