@@ -16,17 +16,18 @@
 // version in `_meta`: a cached read is stale once it changes.
 import type { CacheHint, McpServer, ReadResourceResult } from '@modelcontextprotocol/server'
 import * as z from 'zod'
+import type { ConfirmRule } from '../policy/confirm.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
 import { POLICY_VERSION_META_KEY } from '../policy/policy-version.ts'
 import type { ToolDefinition } from '../tools/define.ts'
 import { TOOLS } from '../tools/index.ts'
 import type { RequestScope } from './scope.ts'
 
-export const SCHEMA_URI = 'bastion://schema'
-export const toolNotesUri = (name: string) => `bastion://tools/${name}`
+const SCHEMA_URI = 'bastion://schema'
+const toolNotesUri = (name: string) => `bastion://tools/${name}`
 
-export const SCHEMA_CACHE_HINT: CacheHint = { cacheScope: 'private', ttlMs: 60_000 }
-export const TOOL_NOTES_CACHE_HINT: CacheHint = { cacheScope: 'public', ttlMs: 300_000 }
+const SCHEMA_CACHE_HINT: CacheHint = { cacheScope: 'private', ttlMs: 60_000 }
+const TOOL_NOTES_CACHE_HINT: CacheHint = { cacheScope: 'public', ttlMs: 300_000 }
 
 /** The tool whose callers see the schema: whoever may call execute_query. */
 const QUERY_TOOL = 'execute_query'
@@ -78,14 +79,14 @@ export function registerResources(server: McpServer, scope: RequestScope, policy
 
 // ---- bastion://schema ----------------------------------------------------
 
-export interface Column {
+interface Column {
   name: string
   type: string
   notNull: boolean
   primaryKey: boolean
 }
 
-export interface SchemaDocument {
+interface SchemaDocument {
   tables: { name: string; columns: Column[]; rowScope?: { column: string; claim: string; note: string } }[]
   limits: { maxQueryRows: number; maxQueryBytes: number; maxQueryVisitedRows: number }
   notQueryable: string
@@ -123,7 +124,7 @@ function tableColumns(db: D1Database): Promise<ReadonlyMap<string, Column[]>> {
 }
 
 /** The schema document for one caller: the columns are shared, the row scope is the caller's own (never its claim's value). */
-export async function schemaDocument(scope: Pick<RequestScope, 'db' | 'rows'>): Promise<SchemaDocument> {
+async function schemaDocument(scope: Pick<RequestScope, 'db' | 'rows'>): Promise<SchemaDocument> {
   const byTable = await tableColumns(scope.db)
   return {
     tables: POLICY.queryableTables.map((name) => {
@@ -162,11 +163,17 @@ function typeOf(property: NonNullable<JsonSchemaObject['properties']>[string]): 
   return 'any'
 }
 
+function confirmNote(rule: ConfirmRule): string {
+  if (rule === true) return 'for every call'
+  const when = Object.entries(rule.when).map(([argument, values]) => `\`${argument}\` is ${values.map((v) => JSON.stringify(v)).join(' or ')}`)
+  return `when ${when.join(' and ')},`
+}
+
 // The notes depend only on the policy and the tool list: built once per tool and isolate.
 const notes = new Map<string, string>()
 
 /** The markdown usage notes of one tool. */
-export function toolNotes(tool: ToolDefinition, settings: ToolSettings): string {
+function toolNotes(tool: ToolDefinition, settings: ToolSettings): string {
   const cached = notes.get(tool.name)
   if (cached !== undefined) return cached
   // the input side: what the caller sends (a field with a default is optional)
@@ -202,6 +209,7 @@ export function toolNotes(tool: ToolDefinition, settings: ToolSettings): string 
     writes
       ? `- writes: yes${tool.annotations.destructiveHint ? ' (destructive: it changes or removes existing data)' : ' (adds data, changes nothing that exists)'}; the change and its audit row commit together`
       : '- writes: no (read-only)',
+    ...(settings.confirm === undefined ? [] : [`- confirmation: ${confirmNote(settings.confirm)} the user is asked first (an elicitation; README "Confirmation"), and nothing changes unless they confirm. A client that cannot elicit is refused.`]),
     '- row scope: when the deployment sets ROW_SCOPE, every business table this tool reads holds for you only the rows your token\'s claim allows; a token without that claim is refused (exempt roles see every row)',
     '',
   ].join('\n')

@@ -136,9 +136,11 @@ describe('bastion://tools/<name>', () => {
     expect(text).toMatch(/- row scope: /)
   })
 
-  it('update_order notes say it writes; optional arguments are marked optional', async () => {
+  it('update_order notes say it writes and that cancelling asks the user; optional arguments are marked optional', async () => {
     const text = (await read(admin, 'bastion://tools/update_order')).contents[0]!.text
     expect(text).toMatch(/- writes: yes/)
+    expect(text).toContain('- confirmation: when `status` is "cancelled", the user is asked first')
+    expect((await read(admin, 'bastion://tools/create_ticket')).contents[0]!.text).not.toContain('confirmation')
     const listOrders = (await read(readOnly, 'bastion://tools/list_orders')).contents[0]!.text
     expect(listOrders).toMatch(/- `limit` \(integer, optional, default 20\)/)
     expect(listOrders).not.toContain('concurrency')
