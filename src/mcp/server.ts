@@ -20,6 +20,13 @@ function capabilitiesOf(ctx: ServerContext): ClientCapabilities | undefined {
   return typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined
 }
 
+/** More registrations for every server: only a development entry sets one (src/conformance/entry.ts). */
+let extension: ((server: McpServer) => void) | undefined
+
+export function extendServers(register: (server: McpServer) => void): void {
+  extension = register
+}
+
 export const SERVER_INFO = { name: 'mcp-bastion', version: '0.1.0' } as const
 
 // Built once per isolate and shared by every per-request server.
@@ -65,5 +72,6 @@ export async function buildServer(scope: RequestScope, era: Era, legacyCapabilit
     )
   }
   registerResources(server, scope, version)
+  extension?.(server)
   return server
 }

@@ -1,0 +1,11 @@
+// The Worker with the conformance suite's fixtures (fixtures.ts): the entry
+// of `npm run dev -- --conformance`, never of `wrangler deploy` (wrangler.toml
+// `main` is src/index.ts). Everything else is the deployed Worker unchanged.
+import worker from '../index.ts'
+import { extendServers } from '../mcp/server.ts'
+import { registerFixtures } from './fixtures.ts'
+
+extendServers(registerFixtures)
+
+export { LimiterObject, DpopReplay, AuditSequencer, ElicitationRendezvous } from '../index.ts'
+export default worker
