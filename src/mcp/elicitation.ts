@@ -33,6 +33,7 @@ import {
 } from '@modelcontextprotocol/server'
 import { canElicitForm, type Confirmations } from './confirm.ts'
 import { buildServer } from './server.ts'
+import type { RpcMessage } from './envelope.ts'
 import type { Answer } from './rendezvous.ts'
 import type { RequestScope } from './scope.ts'
 
@@ -58,22 +59,19 @@ export function sessionCodec(key: string): RequestStateCodec<LegacySession> {
   return codec
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/** The session id for an initialize request's client, when it declares form elicitation. */
-export async function mintSession(confirm: Confirmations, sub: string, initialize: Record<string, unknown>): Promise<string | undefined> {
-  const params = isObject(initialize['params']) ? initialize['params'] : {}
-  const capabilities = isObject(params['capabilities']) ? (params['capabilities'] as ClientCapabilities) : undefined
-  if (!canElicitForm(capabilities) || typeof params['protocolVersion'] !== 'string') return undefined
-  return confirm.sessions.mint({ sub, protocolVersion: params['protocolVersion'].slice(0, 32), elicitation: { ...(capabilities!.elicitation as object) } })
+/** The session id for the client of an initialize request (`params`), when it declares form elicitation. */
+export async function mintSession(confirm: Confirmations, sub: string, params: Record<string, unknown> | undefined): Promise<string | undefined> {
+  const capabilities = params?.['capabilities'] as ClientCapabilities | undefined
+  const version = params?.['protocolVersion']
+  if (!canElicitForm(capabilities) || typeof version !== 'string') return undefined
+  return confirm.sessions.mint({ sub, protocolVersion: version.slice(0, 32), elicitation: { ...(capabilities!.elicitation as object) } })
 }
 
 /** The session a request's Mcp-Session-Id records, if it verifies and is `sub`'s. */
 export async function readSession(confirm: Confirmations, header: string | null, sub: string): Promise<LegacySession | undefined> {
   if (header === null || header.length > 2048) return undefined
   try {
+    // no `bind`: the codec never reads the context
     const session = await confirm.sessions.verify(header, undefined as never)
     return session.sub === sub ? session : undefined
   } catch {
@@ -81,16 +79,16 @@ export async function readSession(confirm: Confirmations, header: string | null,
   }
 }
 
-/** Whether a parsed body is a client's answer to one of our questions. */
-export function isElicitationAnswer(body: unknown): body is Answer & { id: string } {
-  return isObject(body) && typeof body['id'] === 'string' && body['id'].startsWith(ELICIT_ID_PREFIX) && body['method'] === undefined && ('result' in body || 'error' in body)
+/** Whether a message is a client's answer to one of our questions. */
+export function isElicitationAnswer(rpc: RpcMessage): rpc is RpcMessage & { id: string } {
+  return rpc.kind === 'response' && typeof rpc.id === 'string' && rpc.id.startsWith(ELICIT_ID_PREFIX)
 }
 
 /** Hands an answer to the request waiting for it; 202 either way (the spec's answer to a response). */
-export async function deliverAnswer(confirm: Confirmations, scope: RequestScope, body: { id: string }): Promise<Response> {
-  const rendezvous = confirm.rendezvous.get(confirm.rendezvous.idFromName(body.id))
-  const taken = await rendezvous.deliver(scope.principal.sub, body)
-  if (!taken) scope.log('warn', 'elicitation_answer_unmatched', { id: body.id.slice(0, 64) })
+export async function deliverAnswer(confirm: Confirmations, scope: RequestScope, rpc: RpcMessage & { id: string }): Promise<Response> {
+  const rendezvous = confirm.rendezvous.get(confirm.rendezvous.idFromName(rpc.id))
+  const taken = await rendezvous.deliver(scope.principal.sub, rpc.raw as Answer)
+  if (!taken) scope.log('warn', 'elicitation_answer_unmatched', { id: rpc.id.slice(0, 64) })
   return new Response(null, { status: 202 })
 }
 
@@ -100,7 +98,7 @@ export async function deliverAnswer(confirm: Confirmations, scope: RequestScope,
  * rendezvous. The request's audited call and concurrency leases are held
  * until the stream's last message.
  */
-export async function serveAsking(request: Request, authInfo: AuthInfo, parsedBody: unknown, scope: RequestScope, confirm: Confirmations, session: LegacySession, sessionId: string): Promise<Response> {
+export async function serveAsking(request: Request, authInfo: AuthInfo, rpc: RpcMessage, scope: RequestScope, confirm: Confirmations, session: LegacySession, sessionId: string): Promise<Response> {
   const capabilities = { elicitation: session.elicitation } as ClientCapabilities
   const waitMs = confirm.ttlSeconds * 1000 + GRACE_MS
   const server = await buildServer(scope, 'legacy', capabilities, waitMs + GRACE_MS)
@@ -116,7 +114,7 @@ export async function serveAsking(request: Request, authInfo: AuthInfo, parsedBo
   )
   await initialized.text()
 
-  const callId = isObject(parsedBody) ? parsedBody['id'] : undefined
+  const callId = rpc.id
   let finished!: () => void
   const done = new Promise<void>((resolve) => (finished = resolve))
   const send = transport.send.bind(transport)
@@ -144,7 +142,7 @@ export async function serveAsking(request: Request, authInfo: AuthInfo, parsedBo
     await transport.close().catch(() => {})
     await server.close().catch(() => {})
   })
-  const response = await transport.handleRequest(request, { authInfo, parsedBody })
+  const response = await transport.handleRequest(request, { authInfo, parsedBody: rpc.raw })
   if (!response.body) finished()
   return response
 }

@@ -13,6 +13,7 @@ import { createLogger } from '../log.ts'
 import { needsConfirmation } from '../policy/confirm.ts'
 import { POLICY } from '../policy/policy.ts'
 import { deliverAnswer, isElicitationAnswer, mintSession, readSession, serveAsking } from './elicitation.ts'
+import type { RpcMessage } from './envelope.ts'
 import { buildServer } from './server.ts'
 import type { RequestScope } from './scope.ts'
 
@@ -36,24 +37,20 @@ const modernHandler = () =>
     onerror,
   }))
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
 /** A tools/call this caller may make that the policy says its user confirms first. */
-function asksUser(scope: RequestScope, body: unknown): boolean {
-  if (!isObject(body) || body['method'] !== 'tools/call' || !isObject(body['params'])) return false
-  const settings = typeof body['params']['name'] === 'string' ? POLICY.tools.get(body['params']['name']) : undefined
-  return settings !== undefined && scope.principal.scopes.has(settings.scope) && needsConfirmation(settings.confirm, body['params']['arguments'])
+function asksUser(scope: RequestScope, rpc: RpcMessage): boolean {
+  const settings = rpc.method === 'tools/call' && rpc.toolName !== undefined ? POLICY.tools.get(rpc.toolName) : undefined
+  return settings !== undefined && scope.principal.scopes.has(settings.scope) && needsConfirmation(settings.confirm, rpc.toolArguments)
 }
 
-async function serveLegacy(request: Request, scope: RequestScope, authInfo: AuthInfo, parsedBody: unknown): Promise<Response> {
+async function serveLegacy(request: Request, scope: RequestScope, authInfo: AuthInfo, rpc: RpcMessage): Promise<Response> {
   const confirm = scope.confirm
-  if (confirm && asksUser(scope, parsedBody)) {
+  if (confirm && asksUser(scope, rpc)) {
     const sessionId = request.headers.get('mcp-session-id')
     const session = await readSession(confirm, sessionId, scope.principal.sub)
-    if (session) return serveAsking(request, authInfo, parsedBody, scope, confirm, session, sessionId!)
+    if (session) return serveAsking(request, authInfo, rpc, scope, confirm, session, sessionId!)
   }
+  const parsedBody = rpc.raw
   const server = await buildServer(scope, 'legacy')
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true })
   transport.onerror = onerror
@@ -66,8 +63,8 @@ async function serveLegacy(request: Request, scope: RequestScope, authInfo: Auth
     await server.close().catch(() => {})
   }
   // a client that can ask its user gets a session record at initialize (mcp/elicitation.ts)
-  if (confirm && response.ok && isObject(parsedBody) && parsedBody['method'] === 'initialize') {
-    const sessionId = await mintSession(confirm, scope.principal.sub, parsedBody)
+  if (confirm && response.ok && rpc.method === 'initialize') {
+    const sessionId = await mintSession(confirm, scope.principal.sub, rpc.params)
     if (sessionId !== undefined) {
       response = new Response(response.body, response)
       response.headers.set('mcp-session-id', sessionId)
@@ -76,7 +73,8 @@ async function serveLegacy(request: Request, scope: RequestScope, authInfo: Auth
   return response
 }
 
-export async function serveMcp(request: Request, scope: RequestScope, parsedBody: unknown): Promise<Response> {
+export async function serveMcp(request: Request, scope: RequestScope, rpc: RpcMessage): Promise<Response> {
+  const parsedBody = rpc.raw
   const authInfo: AuthInfo = {
     token: scope.principal.tokenId,
     clientId: scope.principal.clientId ?? scope.principal.sub,
@@ -84,7 +82,7 @@ export async function serveMcp(request: Request, scope: RequestScope, parsedBody
     extra: { [SCOPE_KEY]: scope },
   }
   // a 2025-era client's answer to a confirmation question goes to the request that asked
-  if (scope.confirm && isElicitationAnswer(parsedBody)) return deliverAnswer(scope.confirm, scope, parsedBody)
-  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, scope, authInfo, parsedBody)
+  if (scope.confirm && isElicitationAnswer(rpc)) return deliverAnswer(scope.confirm, scope, rpc)
+  if (await isLegacyRequest(request, parsedBody)) return serveLegacy(request, scope, authInfo, rpc)
   return modernHandler().fetch(request, { authInfo, parsedBody })
 }

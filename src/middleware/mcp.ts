@@ -20,5 +20,5 @@ export const mcp = () =>
       pending: c.get('pending'),
       confirm: confirmations(c.var.config.confirm, c.env),
     }
-    return serveMcp(c.req.raw, scope, c.var.rpc.raw)
+    return serveMcp(c.req.raw, scope, c.var.rpc)
   })
