@@ -15,9 +15,12 @@
 //   content.ts                  the content-type tools, test:// resources,
 //                               the prompts with arguments/resource/image and
 //                               the completion the suite asks for
+//   input-required.ts           the input_required (multi-round-trip) tools
+//                               and prompt, with an HMAC-sealed requestState
 import { acceptedContent, inputRequired, type McpServer } from '@modelcontextprotocol/server'
 import * as z from 'zod'
 import { registerContentFixtures } from './content.ts'
+import { registerInputRequiredFixtures } from './input-required.ts'
 
 const NAME = { type: 'object' as const, properties: { name: { type: 'string' as const, description: 'your name' } }, required: ['name'] }
 
@@ -40,4 +43,5 @@ export function registerFixtures(server: McpServer): void {
     messages: [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }],
   }))
   registerContentFixtures(server)
+  registerInputRequiredFixtures(server)
 }
