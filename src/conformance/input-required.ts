@@ -7,7 +7,10 @@
 // a fixed key that exists for the conformance suite only: it is public in
 // this repository and guards nothing. The fixtures verify the echoed state in
 // the handler (the server-wide ServerOptions.requestState.verify hook is not
-// set on the per-request servers), answering -32602 when it fails.
+// set on the per-request servers), so a tampered state is refused, but as an
+// isError tool result: McpServer turns any error a tool handler throws into
+// one. verifyFixtureRequestState is the hook that would make it a wire-level
+// -32602, once src/mcp/server.ts can pass it to the McpServer constructor.
 import {
   acceptedContent,
   CLIENT_CAPABILITIES_META_KEY,
@@ -34,18 +37,42 @@ interface FixtureState {
 
 const codec = createRequestStateCodec<FixtureState>({ key: CONFORMANCE_STATE_KEY, ttlSeconds: 600 })
 
-/** The echoed requestState, verified and decoded; `undefined` when the round carried none. Tampered or foreign state is -32602. */
+/** Fixture states carry this prefix, so a verify hook can tell them from the business tools' confirmation states. */
+const PREFIX = 'fx.'
+
+const mint = async (state: FixtureState): Promise<string> => PREFIX + (await codec.mint(state))
+
+const invalidState = () => new ProtocolError(ProtocolErrorCode.InvalidParams, 'Invalid or expired requestState', { reason: 'invalid_request_state' })
+
+/**
+ * A `ServerOptions.requestState.verify` hook for fixture mode: verifies (and
+ * decodes) fixture states, throwing on any that fail, so the seam answers a
+ * wire-level -32602; resolves `undefined` for every other state (the
+ * business tools' confirmation states), leaving those to the tools' own
+ * checks. McpServer only accepts the hook at construction
+ * (src/mcp/server.ts); until it is passed there, the fixtures verify in the
+ * handler, where a failure can only surface as an isError tool result.
+ */
+export async function verifyFixtureRequestState(state: string, ctx: ServerContext): Promise<FixtureState | undefined> {
+  if (!state.startsWith(PREFIX)) return undefined
+  return codec.verify(state.slice(PREFIX.length), ctx)
+}
+
+/** The echoed requestState, verified and decoded; `undefined` when the round carried none. Tampered or foreign state throws. */
 async function verifiedState(ctx: ServerContext, tool: string): Promise<FixtureState | undefined> {
   const raw = ctx.mcpReq.requestState<unknown>()
   if (raw === undefined) return undefined
-  let state: FixtureState
-  try {
-    if (typeof raw !== 'string') throw new Error('malformed')
-    state = await codec.verify(raw, ctx)
-  } catch {
-    throw new ProtocolError(ProtocolErrorCode.InvalidParams, 'Invalid or expired requestState', { reason: 'invalid_request_state' })
+  let state: FixtureState | undefined
+  if (typeof raw === 'object' && raw !== null) {
+    state = raw as FixtureState // already verified and decoded by verifyFixtureRequestState
+  } else {
+    try {
+      state = typeof raw === 'string' ? await verifyFixtureRequestState(raw, ctx) : undefined
+    } catch {
+      throw invalidState()
+    }
   }
-  if (state.tool !== tool) throw new ProtocolError(ProtocolErrorCode.InvalidParams, 'Invalid or expired requestState', { reason: 'invalid_request_state' })
+  if (state?.tool !== tool) throw invalidState()
   return state
 }
 
@@ -104,7 +131,7 @@ export function registerInputRequiredFixtures(server: McpServer): void {
     if (state !== undefined && answer !== undefined) return text(`state-ok: confirmed=${String(answer.ok)}`)
     return inputRequired({
       inputRequests: { confirm: inputRequired.elicit({ message: 'Please confirm', requestedSchema: schema('ok', 'boolean') }) },
-      requestState: await codec.mint({ tool: TOOL_STATE, round: 1 }),
+      requestState: await mint({ tool: TOOL_STATE, round: 1 }),
     })
   })
 
@@ -123,7 +150,7 @@ export function registerInputRequiredFixtures(server: McpServer): void {
         greeting: inputRequired.createMessage({ messages: [{ role: 'user', content: { type: 'text', text: 'Generate a greeting' } }], maxTokens: 50 }),
         client_roots: inputRequired.listRoots(),
       },
-      requestState: await codec.mint({ tool: TOOL_MULTI, round: 1 }),
+      requestState: await mint({ tool: TOOL_MULTI, round: 1 }),
     })
   })
 
@@ -141,13 +168,13 @@ export function registerInputRequiredFixtures(server: McpServer): void {
           inputRequests: {
             step2: inputRequired.elicit({ message: 'Step 2: What is your favorite color?', requestedSchema: schema('color', 'string') }),
           },
-          requestState: await codec.mint({ tool: TOOL_ROUNDS, round: 2, name }),
+          requestState: await mint({ tool: TOOL_ROUNDS, round: 2, name }),
         })
       }
     }
     return inputRequired({
       inputRequests: { step1: inputRequired.elicit({ message: 'Step 1: What is your name?', requestedSchema: schema('name', 'string') }) },
-      requestState: await codec.mint({ tool: TOOL_ROUNDS, round: 1 }),
+      requestState: await mint({ tool: TOOL_ROUNDS, round: 1 }),
     })
   })
 
@@ -158,7 +185,7 @@ export function registerInputRequiredFixtures(server: McpServer): void {
     if (state !== undefined && answer !== undefined) return text('state-ok')
     return inputRequired({
       inputRequests: { confirm: inputRequired.elicit({ message: 'Please confirm', requestedSchema: schema('ok', 'boolean') }) },
-      requestState: await codec.mint({ tool: TOOL_TAMPER, round: 1 }),
+      requestState: await mint({ tool: TOOL_TAMPER, round: 1 }),
     })
   })
 
