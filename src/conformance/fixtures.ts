@@ -12,13 +12,20 @@
 //                               (never a request on the response stream)
 //   test_logging_tool           answers without logging (no logLevel set)
 //   test_simple_prompt          a prompt, so prompts/list is served
+//   content.ts                  the content-type tools, test:// resources,
+//                               the prompts with arguments/resource/image and
+//                               the completion the suite asks for
+//   input-required.ts           the input_required (multi-round-trip) tools
+//                               and prompt, with an HMAC-sealed requestState
 import { acceptedContent, inputRequired, type McpServer } from '@modelcontextprotocol/server'
 import * as z from 'zod'
+import { registerContentFixtures } from './content.ts'
+import { registerInputRequiredFixtures } from './input-required.ts'
 
 const NAME = { type: 'object' as const, properties: { name: { type: 'string' as const, description: 'your name' } }, required: ['name'] }
 
 export function registerFixtures(server: McpServer): void {
-  server.server.registerCapabilities({ prompts: { listChanged: false } })
+  server.server.registerCapabilities({ prompts: { listChanged: false }, completions: {} })
   const fixture = (description: string) => ({ description: `Conformance fixture: ${description}`, inputSchema: z.object({}) })
 
   server.registerTool('test_missing_capability', fixture('needs the client sampling capability'), () =>
@@ -35,4 +42,6 @@ export function registerFixtures(server: McpServer): void {
   server.registerPrompt('test_simple_prompt', { description: 'Conformance fixture: a prompt without arguments' }, () => ({
     messages: [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }],
   }))
+  registerContentFixtures(server)
+  registerInputRequiredFixtures(server)
 }
