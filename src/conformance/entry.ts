@@ -4,8 +4,10 @@
 import worker from '../index.ts'
 import { extendServers } from '../mcp/server.ts'
 import { registerFixtures } from './fixtures.ts'
+import { verifyFixtureRequestState } from './input-required.ts'
 
-extendServers(registerFixtures)
+// progress notifications stream (tools-call-with-progress); a tampered fixture state is a -32602 error
+extendServers({ register: registerFixtures, verifyRequestState: verifyFixtureRequestState, streamNotifications: true })
 
 export { LimiterObject, DpopReplay, AuditSequencer, ElicitationRendezvous } from '../index.ts'
 export default worker

@@ -49,9 +49,7 @@ const invalidState = () => new ProtocolError(ProtocolErrorCode.InvalidParams, 'I
  * decodes) fixture states, throwing on any that fail, so the seam answers a
  * wire-level -32602; resolves `undefined` for every other state (the
  * business tools' confirmation states), leaving those to the tools' own
- * checks. McpServer only accepts the hook at construction
- * (src/mcp/server.ts); until it is passed there, the fixtures verify in the
- * handler, where a failure can only surface as an isError tool result.
+ * checks. entry.ts hands it to every server (src/mcp/server.ts extendServers).
  */
 export async function verifyFixtureRequestState(state: string, ctx: ServerContext): Promise<FixtureState | undefined> {
   if (!state.startsWith(PREFIX)) return undefined

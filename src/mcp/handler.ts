@@ -14,7 +14,7 @@ import { needsConfirmation } from '../policy/confirm.ts'
 import { POLICY } from '../policy/policy.ts'
 import { deliverAnswer, isElicitationAnswer, mintSession, readSession, serveAsking } from './elicitation.ts'
 import type { RpcMessage } from './envelope.ts'
-import { buildServer } from './server.ts'
+import { buildServer, serverExtension } from './server.ts'
 import type { RequestScope } from './scope.ts'
 
 const SCOPE_KEY = 'bastion.scope'
@@ -33,7 +33,7 @@ let modern: ReturnType<typeof createMcpHandler> | undefined
 const modernHandler = () =>
   (modern ??= createMcpHandler(({ authInfo }) => buildServer(scopeOf(authInfo), 'modern'), {
     legacy: 'reject',
-    responseMode: 'json',
+    responseMode: serverExtension()?.streamNotifications ? 'auto' : 'json',
     onerror,
   }))
 

@@ -20,12 +20,22 @@ function capabilitiesOf(ctx: ServerContext): ClientCapabilities | undefined {
   return typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined
 }
 
-/** More registrations for every server: only a development entry sets one (src/conformance/entry.ts). */
-let extension: ((server: McpServer) => void) | undefined
-
-export function extendServers(register: (server: McpServer) => void): void {
-  extension = register
+/** What a development entry adds to every server (src/conformance/entry.ts); a deployed Worker has none. */
+export interface ServerExtension {
+  /** more tools, resources, prompts */
+  register(server: McpServer): void
+  /** `ServerOptions.requestState.verify`: must resolve undefined for the states it does not own */
+  verifyRequestState?: (state: string, ctx: ServerContext) => Promise<unknown>
+  /** 2026-07-28 answers become SSE streams when a handler sends a notification before its result */
+  streamNotifications?: boolean
 }
+let extension: ServerExtension | undefined
+
+export function extendServers(added: ServerExtension): void {
+  extension = added
+}
+
+export const serverExtension = (): ServerExtension | undefined => extension
 
 export const SERVER_INFO = { name: 'mcp-bastion', version: '0.1.0' } as const
 
@@ -51,6 +61,7 @@ export async function buildServer(scope: RequestScope, era: Era, legacyCapabilit
     // The tool and resource lists depend on the caller's token: never share a cached copy.
     cacheHints: { 'tools/list': { cacheScope: 'private', ttlMs: 0 }, 'resources/list': { cacheScope: 'private', ttlMs: 0 } },
     ...(roundTimeoutMs === undefined ? {} : { inputRequired: { roundTimeoutMs } }),
+    ...(extension?.verifyRequestState ? { requestState: { verify: extension.verifyRequestState } } : {}),
   })
   for (const tool of TOOLS) {
     const settings = POLICY.tools.get(tool.name)
@@ -72,6 +83,6 @@ export async function buildServer(scope: RequestScope, era: Era, legacyCapabilit
     )
   }
   registerResources(server, scope, version)
-  extension?.(server)
+  extension?.register(server)
   return server
 }
