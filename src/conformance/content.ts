@@ -12,7 +12,8 @@ const PNG_1X1 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8D
 /** A WAV header with no samples (8 kHz, 8-bit mono). */
 const WAV_EMPTY = 'UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA='
 
-const fixture = (description: string) => ({ description: `Conformance fixture: ${description}`, inputSchema: z.object({}) })
+/** A fixture tool's description and (empty) input schema. */
+export const fixture = (description: string) => ({ description: `Conformance fixture: ${description}`, inputSchema: z.object({}) })
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export function registerContentFixtures(server: McpServer): void {

@@ -18,15 +18,13 @@
 //   input-required.ts           the input_required (multi-round-trip) tools
 //                               and prompt, with an HMAC-sealed requestState
 import { acceptedContent, inputRequired, type McpServer } from '@modelcontextprotocol/server'
-import * as z from 'zod'
-import { registerContentFixtures } from './content.ts'
+import { fixture, registerContentFixtures } from './content.ts'
 import { registerInputRequiredFixtures } from './input-required.ts'
 
 const NAME = { type: 'object' as const, properties: { name: { type: 'string' as const, description: 'your name' } }, required: ['name'] }
 
 export function registerFixtures(server: McpServer): void {
   server.server.registerCapabilities({ prompts: { listChanged: false }, completions: {} })
-  const fixture = (description: string) => ({ description: `Conformance fixture: ${description}`, inputSchema: z.object({}) })
 
   server.registerTool('test_missing_capability', fixture('needs the client sampling capability'), () =>
     inputRequired({ inputRequests: { sample: inputRequired.createMessage({ messages: [{ role: 'user', content: { type: 'text', text: 'Say hello' } }], maxTokens: 16 }) } }),

@@ -24,7 +24,7 @@ import {
   type McpServer,
   type ServerContext,
 } from '@modelcontextprotocol/server'
-import * as z from 'zod'
+import { fixture } from './content.ts'
 
 /** Development-only HMAC key for the fixtures' requestState. Conformance use only; never a secret. */
 const CONFORMANCE_STATE_KEY = 'mcp-bastion conformance fixtures: not a secret, development only'
@@ -85,7 +85,6 @@ const schema = <T extends 'string' | 'boolean'>(property: string, type: T) => ({
   required: [property],
 })
 
-const fixture = (description: string) => ({ description: `Conformance fixture: ${description}`, inputSchema: z.object({}) })
 const text = (t: string) => ({ content: [{ type: 'text' as const, text: t }] })
 const NAME_REQUEST = () => inputRequired.elicit({ message: 'What is your name?', requestedSchema: schema('name', 'string') })
 const samplingText = (ctx: ServerContext, key: string): string | undefined => {

@@ -120,16 +120,22 @@ export function canElicitForm(capabilities: ClientCapabilities | undefined): boo
   return modes.form !== undefined || modes.url === undefined
 }
 
-/** One call the policy says the user confirms: round 1 asks, round 2 acts on the answer. */
-export async function confirmedCall(
-  tool: ToolDefinition,
-  settings: ToolSettings,
-  args: unknown,
-  scope: RequestScope,
-  ctx: ServerContext,
-  era: Era,
-  capabilities: ClientCapabilities | undefined,
-): Promise<CallToolResult | InputRequiredResult> {
+/** One round of a call the policy says the user confirms. */
+export interface ConfirmedCall {
+  tool: ToolDefinition
+  settings: ToolSettings
+  /** as the tool's schema parsed them */
+  args: unknown
+  scope: RequestScope
+  ctx: ServerContext
+  era: Era
+  /** what the client declared it can do (2026-07-28: this request's envelope; 2025-era: its session record) */
+  capabilities: ClientCapabilities | undefined
+}
+
+/** Round 1 asks, round 2 acts on the answer. */
+export async function confirmedCall(call: ConfirmedCall): Promise<CallToolResult | InputRequiredResult> {
+  const { tool, settings, args, scope, ctx } = call
   const confirm = scope.confirm
   if (!confirm) {
     scope.log('error', 'confirmation_unconfigured', { tool: tool.name })
@@ -137,7 +143,7 @@ export async function confirmedCall(
       `${tool.name} needs the user's confirmation for this call, and this server cannot ask for one (CONFIRM_STATE_KEY is not set). Nothing was changed.`)
   }
   const wire = ctx.mcpReq.requestState<string>()
-  if (typeof wire !== 'string') return ask(tool, settings, args, scope, ctx, era, capabilities, confirm)
+  if (typeof wire !== 'string') return ask(call, confirm)
 
   let state: ConfirmState
   try {
@@ -185,16 +191,7 @@ export async function confirmedCall(
   return invokeTool(tool, settings, args, scope, ctx.mcpReq.signal, true)
 }
 
-async function ask(
-  tool: ToolDefinition,
-  settings: ToolSettings,
-  args: unknown,
-  scope: RequestScope,
-  ctx: ServerContext,
-  era: Era,
-  capabilities: ClientCapabilities | undefined,
-  confirm: Confirmations,
-): Promise<CallToolResult | InputRequiredResult> {
+async function ask({ tool, settings, args, scope, ctx, era, capabilities }: ConfirmedCall, confirm: Confirmations): Promise<CallToolResult | InputRequiredResult> {
   // a call that would fail anyway fails as it would, whoever could be asked
   const change = await describeChange(tool, settings, args, scope, ctx.mcpReq.signal)
   if (!change.ok) return change.result

@@ -78,7 +78,7 @@ export async function buildServer(scope: RequestScope, era: Era, legacyCapabilit
       },
       (args: unknown, ctx: ServerContext) =>
         needsConfirmation(settings.confirm, args)
-          ? confirmedCall(tool, settings, args, scope, ctx, era, era === 'modern' ? capabilitiesOf(ctx) : legacyCapabilities)
+          ? confirmedCall({ tool, settings, args, scope, ctx, era, capabilities: era === 'modern' ? capabilitiesOf(ctx) : legacyCapabilities })
           : invokeTool(tool, settings, args, scope, ctx.mcpReq.signal),
     )
   }

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ROOT, WRANGLER } from '../../scripts/lib/dev-env.ts'
 
-const FIXTURE_MARKERS = ['test_missing_capability', 'test_streaming_elicitation', 'test_logging_tool', 'test_simple_prompt', 'Conformance fixture']
+const FIXTURE_MARKERS = ['test_missing_capability', 'test_streaming_elicitation', 'test_logging_tool', 'test_simple_prompt', 'test_simple_text', 'test://static-text', 'Conformance fixture']
 const dirs: string[] = []
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
