@@ -48,6 +48,7 @@ export default defineConfig({
                 AUTH_AUDIENCE: TEST_AUDIENCE,
                 AUTH_JWKS: JSON.stringify({ keys: [rsaPublic, ecPublic] }),
                 ALLOWED_ORIGINS: 'https://allowed.example',
+                CONFIRM_STATE_KEY: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url'),
                 TEST_PRIVATE_JWKS: JSON.stringify({ keys: [rsaPrivate, ecPrivate] }),
                 TEST_MIGRATIONS: migrations,
                 TEST_DEMO_DATA: demoDataStatements(),

@@ -169,7 +169,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
   client_version  TEXT,                     -- MCP clientInfo.version
   method          TEXT NOT NULL,            -- JSON-RPC method ("tools/call")
   tool            TEXT,                     -- tool name as requested (may be unknown)
-  outcome         TEXT NOT NULL CHECK (outcome IN
+  outcome         TEXT NOT NULL CHECK (outcome IN  -- 0002_confirmation_outcomes.sql adds four values
                     ('ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error')),
   http_status     INTEGER NOT NULL,         -- status of the HTTP response
   duration_ms     INTEGER NOT NULL,         -- wall time from request start to outcome

@@ -39,6 +39,19 @@ async function applyMigrations(base: string[], tmp: string): Promise<void> {
   }
 }
 
+/** Adds to an existing audit_log the columns 0001_initial.sql lists after `chain` that it lacks. */
+async function addMissingAuditColumns(base: string[]): Promise<void> {
+  const info = await wrangler([...base, '--json', '--command', "SELECT name FROM pragma_table_info('audit_log')"], { quiet: true })
+  const present = new Set(((JSON.parse(info) as { results: { name: string }[] }[])[0]?.results ?? []).map((c) => c.name))
+  const additions = readFileSync(join(ROOT, 'scripts/sql/audit-refusal-columns.sql'), 'utf8').split('\n')
+    .flatMap((line) => {
+      const column = ADD_COLUMN.exec(line)?.[1]
+      return column === undefined || present.has(column) ? [] : [{ column, line }]
+    })
+  for (const { line } of additions) await wrangler([...base, '--command', line], { quiet: true })
+  if (additions.length > 0) console.log(`audit_log: added ${additions.map((a) => a.column).join(', ')}`)
+}
+
 /** wrangler's own d1_migrations table (wrangler d1 migrations, applyD1Migrations). */
 const MIGRATIONS_TABLE = 'CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)'
 
@@ -52,20 +65,13 @@ export async function initLocalDatabase(env = devEnv()): Promise<void> {
   const found = (JSON.parse(tables) as { results: { name: string; sql: string }[] }[])[0]?.results ?? []
   const old = found.find((t) => t.name === 'audit_log' && !/\bchain\b/.test(t.sql))
   if (old) await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-1-detach.sql')], { quiet: true })
+  // before the migrations: 0002 copies audit_log with every column 0001 lists
+  if (found.some((t) => t.name === 'audit_log' && t !== old)) await addMissingAuditColumns(base)
   await applyMigrations(base, tmp)
   if (old || found.some((t) => t.name === 'audit_log_unchained')) {
     await wrangler([...base, '--file', join(ROOT, 'scripts/sql/audit-chains-3-copy.sql')], { quiet: true })
     console.log('audit_log migrated to audit chains: existing rows are chain 0')
   }
-  const info = await wrangler([...base, '--json', '--command', "SELECT name FROM pragma_table_info('audit_log')"], { quiet: true })
-  const present = new Set(((JSON.parse(info) as { results: { name: string }[] }[])[0]?.results ?? []).map((c) => c.name))
-  const additions = readFileSync(join(ROOT, 'scripts/sql/audit-refusal-columns.sql'), 'utf8').split('\n')
-    .flatMap((line) => {
-      const column = ADD_COLUMN.exec(line)?.[1]
-      return column === undefined || present.has(column) ? [] : [{ column, line }]
-    })
-  for (const { line } of additions) await wrangler([...base, '--command', line], { quiet: true })
-  if (additions.length > 0) console.log(`audit_log: added ${additions.map((a) => a.column).join(', ')}`)
   await wrangler([...base, '--file', dataFile], { quiet: true })
   // statistics for execute_query's work budget (src/sql/plan-budget.ts); the cron refreshes them
   await wrangler([...base, '--command', 'PRAGMA optimize=0x10002'], { quiet: true })

@@ -7,6 +7,9 @@
 // `npm run dev -- --upstash` also starts a local redis-server and the Upstash
 // REST proxy in front of it (test/support/), and points the limiter at them
 // (UPSTASH_REDIS_REST_URL/TOKEN), so the Upstash backend runs as in production.
+// `npm run dev -- --conformance` serves src/conformance/entry.ts instead of
+// src/index.ts: the same Worker plus the MCP conformance suite's fixture
+// tools (development only; never what `wrangler deploy` bundles).
 // Then: `npm run token -- --role admin` prints a token this server accepts.
 import { spawn } from 'node:child_process'
 import { checkTools } from './check-tools.ts'
@@ -30,7 +33,8 @@ async function main() {
   const varsFile = writeDevVars(env, vars)
   await initLocalDatabase(env)
   const inspectorPort = Number(process.env['INSPECTOR_PORT'] ?? env.port + 10_000)
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(env.port), '--inspector-port', String(inspectorPort), ...persistArgs(env)]
+  const entry = process.argv.includes('--conformance') ? ['src/conformance/entry.ts'] : []
+  const args = ['dev', ...entry, '--ip', '127.0.0.1', '--port', String(env.port), '--inspector-port', String(inspectorPort), ...persistArgs(env)]
   // A non-default environment passes its settings explicitly (wrangler reads .dev.vars only from the project root).
   if (!env.isDefault) for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
   const upstash = process.argv.includes('--upstash') ? await localUpstash() : undefined

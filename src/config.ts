@@ -76,6 +76,8 @@ const RawConfig = z
     AUTH_INTROSPECTION_RATE: optionalText,
     ROW_SCOPE: optionalText,
     ROW_SCOPE_EXEMPT_ROLES: optionalText,
+    CONFIRM_STATE_KEY: optionalText,
+    CONFIRM_TTL_SECONDS: optionalText,
   })
   .loose()
 
@@ -116,7 +118,18 @@ export interface Config {
   limitShards: number
   /** ROW_SCOPE, ROW_SCOPE_EXEMPT_ROLES (policy/row-scope.ts): the rows each caller may read. */
   rowScope: RowScope
+  /**
+   * CONFIRM_STATE_KEY (at least 32 characters), CONFIRM_TTL_SECONDS (default
+   * 120): the HMAC key of confirmation request states and how long one stays
+   * valid (mcp/confirm.ts). Unset key: calls the policy says need a
+   * confirmation are refused.
+   */
+  confirm: { key: string; ttlSeconds: number } | undefined
 }
+
+/** The shortest CONFIRM_STATE_KEY accepted: 256 bits of HMAC key. */
+export const MIN_CONFIRM_KEY_LENGTH = 32
+export const MAX_CONFIRM_TTL_SECONDS = 3600
 
 interface Introspection {
   url: URL
@@ -337,6 +350,11 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
     : { kind: 'embedded' }
   const rateLimitFailMode = (raw.RATE_LIMIT_FAIL_MODE ?? 'closed').toLowerCase()
   if (rateLimitFailMode !== 'closed' && rateLimitFailMode !== 'open') return fail('RATE_LIMIT_FAIL_MODE', 'must be closed or open')
+  if (raw.CONFIRM_STATE_KEY !== undefined && raw.CONFIRM_STATE_KEY.length < MIN_CONFIRM_KEY_LENGTH) {
+    return fail('CONFIRM_STATE_KEY', `must be at least ${MIN_CONFIRM_KEY_LENGTH} characters (a random secret: openssl rand -base64 32)`)
+  }
+  const confirmTtl = positiveInt(raw.CONFIRM_TTL_SECONDS, 120)
+  if (confirmTtl === undefined || confirmTtl > MAX_CONFIRM_TTL_SECONDS) return fail('CONFIRM_TTL_SECONDS', `must be an integer from 1 to ${MAX_CONFIRM_TTL_SECONDS}`)
 
   return {
     ok: true,
@@ -361,6 +379,7 @@ export function parseConfig(bindings: Record<string, unknown>): ConfigResult {
       auditChains,
       limitShards,
       rowScope,
+      confirm: raw.CONFIRM_STATE_KEY === undefined ? undefined : { key: raw.CONFIRM_STATE_KEY, ttlSeconds: confirmTtl },
     },
   }
 }

@@ -6,7 +6,6 @@ import type { PendingWork } from './limits/pending-work.ts'
 import type { Logger } from './log.ts'
 import type { RpcMessage } from './mcp/envelope.ts'
 import type { Principal } from './auth/principal.ts'
-import type { RequestScope } from './mcp/scope.ts'
 
 export interface AppEnv {
   Bindings: Env
@@ -22,8 +21,6 @@ export interface AppEnv {
     /** The parsed JSON-RPC message. */
     rpc: RpcMessage
     principal: Principal
-    /** The MCP layer's view of the request. */
-    scope: RequestScope
     /** The audited tools/call (set by the audit step for tools/call only). */
     call: AuditedCall
     /** Work that holds the request's concurrency leases past its response (set by the limits step). */

@@ -62,5 +62,6 @@ app.onError((error, c) => {
 export { LimiterObject } from './limits/embedded.ts'
 export { DpopReplay } from './auth/dpop-replay.ts'
 export { AuditSequencer } from './audit/sequencer.ts'
+export { ElicitationRendezvous } from './mcp/rendezvous.ts'
 
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>

@@ -69,6 +69,7 @@ export const OVERRIDABLE_SETTINGS = [
   'AUTH_ALGORITHMS', 'AUTH_DPOP', 'AUTH_JWKS_COOLDOWN_SECONDS',
   'AUTH_PRESET', 'AUTH_SCOPE_CLAIMS', 'AUTH_ROLE_CLAIMS', 'AUTH_ROLE_MAP', 'AUTH_EXTRA_AUDIENCES',
   'AUTH_INTROSPECTION_CLIENT_ID', 'AUTH_INTROSPECTION_CLIENT_SECRET', 'AUTH_INTROSPECTION_CACHE_SECONDS', 'AUTH_INTROSPECTION_TIMEOUT_MS', 'AUTH_INTROSPECTION_RATE',
+  'CONFIRM_STATE_KEY', 'CONFIRM_TTL_SECONDS',
 ] as const
 
 /** The Worker settings for local development (public key only). */
@@ -79,6 +80,8 @@ export function devVars(env: DevEnv, keys: DevKeys, shell: NodeJS.ProcessEnv = p
     AUTH_JWKS: JSON.stringify(keys.publicJwks),
     // The MCP Inspector's web UI, so it can connect from a browser.
     ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
+    // Fresh per start: confirmations pending across a restart are refused as not verifying.
+    CONFIRM_STATE_KEY: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url'),
   }
   for (const name of OVERRIDABLE_SETTINGS) {
     const value = shell[name]

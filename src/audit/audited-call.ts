@@ -11,6 +11,13 @@
 //     on (403, 429, 503, arguments or tool name refused by the SDK); the
 //     outcome is read from the HTTP result. Resolves likewise.
 //
+// `round(report)` writes a row of its own without ending the call: the
+// confirmation request of a 2025-era call, whose confirmed round follows in
+// the same HTTP exchange (README "Confirmation"). Such a call answers with
+// an SSE stream that outlives the middleware: `answerStreams(done)` makes
+// finishFromHttp wait (in waitUntil) for the stream's end instead of
+// reading an outcome off a response still being written.
+//
 // A commit in flight holds the row: a finish arriving meanwhile waits for it
 // and writes only if the change was not applied.
 import type { Config } from '../config.ts'
@@ -22,7 +29,7 @@ import type { AuditOutcome } from './chain.ts'
 import { auditRecord, type CallEnding, type CallFacts } from './record.ts'
 import { alertOn, appendRow, sequencer } from './writer.ts'
 
-type ToolOutcome = 'ok' | 'tool_error' | 'invalid_input' | 'timeout' | 'error'
+type ToolOutcome = 'ok' | 'tool_error' | 'invalid_input' | 'denied' | 'timeout' | 'error' | 'confirmation_requested' | 'confirmed' | 'declined' | 'expired'
 
 /** How the tool boundary ended a call. */
 export interface ToolReport {
@@ -68,16 +75,24 @@ export class AuditedCall {
   /** open: no row yet; committing: a commit holds the row; written: the row is taken. */
   private state: { kind: 'open' } | { kind: 'committing'; applied: Promise<boolean> } | { kind: 'written' } = { kind: 'open' }
 
+  /** Set when the answer streams past the middleware: resolves after its last message. */
+  private streamed: Promise<void> | undefined
+
   constructor(private readonly deps: AuditedCallDeps) {}
+
+  /** The answer streams until `done`: the HTTP outcome is read only then. */
+  answerStreams(done: Promise<void>): void {
+    this.streamed = done
+  }
 
   /**
    * Applies `statements` and the call's ok row in one batch. True when applied,
    * false when the statements changed nothing (no row written); throws when the
    * batch failed (nothing applied) or when the call already has its row.
    */
-  commit(statements: SqlStatement[], output: unknown): Promise<boolean> {
+  commit(statements: SqlStatement[], output: unknown, outcome: 'ok' | 'confirmed' = 'ok'): Promise<boolean> {
     if (this.state.kind !== 'open') return Promise.reject(new Error('audit: this call already has its audit row'))
-    const applied = this.commitNow(statements, output)
+    const applied = this.commitNow(statements, output, outcome)
     const settled = applied.then(
       (ok) => ok,
       () => false,
@@ -96,20 +111,33 @@ export class AuditedCall {
     return this.appendOnce({ outcome: report.outcome, httpStatus: TOOL_RESULT_STATUS, errorCode: report.errorCode, outputJson: report.outputJson })
   }
 
+  /** Records one round of the call (a row of its own); the call's own row is still to come. Resolves once it is written. */
+  async round(report: ToolReport): Promise<void> {
+    const { facts, env, chain, log } = this.deps
+    const record = await auditRecord(facts, { outcome: report.outcome, httpStatus: TOOL_RESULT_STATUS, errorCode: report.errorCode, outputJson: report.outputJson })
+    await appendRow(env, record, log, chain)
+  }
+
   /** Records a call from its HTTP result, unless the call already has its row; resolves once it is written. */
   finishFromHttp(status: number, error: Error | undefined): Promise<void> {
+    if (this.streamed) {
+      const streamed = this.streamed
+      this.streamed = undefined
+      this.deps.waitUntil(streamed.then(() => this.finishFromHttp(status, error)))
+      return Promise.resolve()
+    }
     const ending: CallEnding = { ...outcomeOfStatus(status, error), httpStatus: status, outputJson: undefined }
     const tool = this.deps.facts.toolName
     if (tool !== undefined && !POLICY.tools.has(tool)) ending.errorCode = 'unknown_tool'
     return this.appendOnce(ending)
   }
 
-  private async commitNow(statements: SqlStatement[], output: unknown): Promise<boolean> {
+  private async commitNow(statements: SqlStatement[], output: unknown, outcome: 'ok' | 'confirmed'): Promise<boolean> {
     const { facts, env, chain, log } = this.deps
-    const record = await auditRecord(facts, { outcome: 'ok', httpStatus: TOOL_RESULT_STATUS, outputJson: JSON.stringify(output) })
+    const record = await auditRecord(facts, { outcome, httpStatus: TOOL_RESULT_STATUS, outputJson: JSON.stringify(output) })
     const result = await sequencer(env, chain).commit(statements, { ...record, duration_ms: Math.max(0, Date.now() - facts.startedAt) }, { requireChange: true })
     if (result.applied) {
-      log('debug', 'audit_written', { chain, seq: result.seq, hash: result.hash, outcome: 'ok' })
+      log('debug', 'audit_written', { chain, seq: result.seq, hash: result.hash, outcome })
       return true
     }
     if (result.reason === 'no_change') return false

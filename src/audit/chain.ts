@@ -23,8 +23,13 @@
 // head seq/hash written to the Worker's logs after each append).
 import { sha256Hex } from '../digest.ts'
 
-/** Every value the `outcome` column accepts (0001_initial.sql CHECK constraint). */
-export const AUDIT_OUTCOMES = ['ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error'] as const
+/**
+ * Every value the `outcome` column accepts (the CHECK constraint of
+ * 0002_confirmation_outcomes.sql). The last four are the rounds of a
+ * confirmed call (README "Confirmation"): the user was asked, confirmed (the
+ * change was applied), declined, or answered after the request state expired.
+ */
+export const AUDIT_OUTCOMES = ['ok', 'tool_error', 'invalid_input', 'denied', 'rate_limited', 'timeout', 'error', 'confirmation_requested', 'confirmed', 'declined', 'expired'] as const
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number]
 
 /** The outcomes that are refusals: compact rows, counted against the policy's refusal budget. */

@@ -18,7 +18,7 @@ import { createDataAccess, type Commit } from '../db/queries.ts'
 import { POLICY, type ToolSettings } from '../policy/policy.ts'
 import { capStructured, truncationMarker } from '../limits/cap-output.ts'
 import { estimateTokens } from '../limits/estimate.ts'
-import { ToolError, type ToolDefinition } from '../tools/define.ts'
+import { ToolError, type ToolContext, type ToolDefinition } from '../tools/define.ts'
 import type { ToolReport } from '../audit/audited-call.ts'
 import type { RequestScope } from './scope.ts'
 
@@ -76,38 +76,93 @@ function fitWhole(tool: ToolDefinition, output: Record<string, unknown>, args: u
   }
 }
 
-export async function invokeTool(
-  tool: ToolDefinition,
-  settings: ToolSettings,
-  args: unknown,
-  scope: RequestScope,
-  clientSignal: AbortSignal | undefined,
-): Promise<CallToolResult> {
-  const signal = AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), ...(clientSignal ? [clientSignal] : [])])
+/** The tool's narrowed context; its writes commit through the request's audited call, as `outcome`. */
+function toolContext(scope: RequestScope, signal: AbortSignal, outcome: 'ok' | 'confirmed'): ToolContext {
   // A tool whose time ran out must not start a write after the caller was told it stopped.
   const commit: Commit = (statements, output) => {
     if (!scope.call) return Promise.reject(new Error('refusing a write outside an audited tools/call'))
     if (signal.aborted) return Promise.reject(new TimeoutError('aborted before commit'))
-    return scope.call.commit(statements, output)
+    return scope.call.commit(statements, output, outcome)
   }
-  const ctx = {
+  return {
     principal: scope.principal,
     signal,
     requestId: scope.requestId,
     data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }, scope.rows),
     now: () => new Date(),
   }
+}
+
+const invocationSignal = (settings: ToolSettings, clientSignal: AbortSignal | undefined) =>
+  AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), ...(clientSignal ? [clientSignal] : [])])
+
+/** Records the call's row (`report`) and answers with `text` as a tool error. */
+export async function refuseCall(scope: RequestScope, report: ToolReport, text: string): Promise<CallToolResult> {
+  await scope.call?.finish(report)
+  return { content: [{ type: 'text', text }], isError: true }
+}
+
+/** What a client may see of a failure of `tool`, and how the call is recorded. */
+function failureOf(error: unknown, tool: ToolDefinition, settings: ToolSettings, scope: RequestScope): { report: ToolReport; text: string } {
+  if (error instanceof ToolError) return { report: { outcome: error.outcome, errorCode: error.code, outputJson: undefined }, text: error.message }
+  if (error instanceof TimeoutError) {
+    const seconds = Math.round(settings.timeoutMs / 100) / 10
+    scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
+    return {
+      report: { outcome: 'timeout', errorCode: 'timeout', outputJson: undefined },
+      text: `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`,
+    }
+  }
+  scope.log('error', 'tool_failed', {
+    tool: tool.name,
+    error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    stack: error instanceof Error ? error.stack : undefined,
+  })
+  return { report: { outcome: 'error', errorCode: 'internal', outputJson: undefined }, text: `internal error (request ${scope.requestId})` }
+}
+
+/**
+ * What a confirmed call of `tool` will change, in words for the user
+ * (`tool.confirmation`, under the tool's time limit); a failure (the order
+ * does not exist, the move is not allowed) is the call's answer instead,
+ * recorded, and nobody is asked.
+ */
+export async function describeChange(
+  tool: ToolDefinition,
+  settings: ToolSettings,
+  args: unknown,
+  scope: RequestScope,
+  clientSignal: AbortSignal | undefined,
+): Promise<{ ok: true; text: string } | { ok: false; result: CallToolResult }> {
+  if (!tool.confirmation) return { ok: true, text: `${tool.title} (${tool.name}) with ${JSON.stringify(args ?? {})}` }
+  const signal = invocationSignal(settings, clientSignal)
+  try {
+    return { ok: true, text: await abortable(tool.confirmation(args as never, toolContext(scope, signal, 'ok')), signal, settings.timeoutMs) }
+  } catch (error) {
+    const { report, text } = failureOf(error, tool, settings, scope)
+    return { ok: false, result: await refuseCall(scope, report, text) }
+  }
+}
+
+/** Runs `tool` for this request; `confirmed`: the user confirmed this very call (its row says so). */
+export async function invokeTool(
+  tool: ToolDefinition,
+  settings: ToolSettings,
+  args: unknown,
+  scope: RequestScope,
+  clientSignal: AbortSignal | undefined,
+  confirmed = false,
+): Promise<CallToolResult> {
+  const signal = invocationSignal(settings, clientSignal)
+  const ok = confirmed ? 'confirmed' : 'ok'
+  const ctx = toolContext(scope, signal, ok)
   // the call's audit row is durable before the result is returned
   const record = async (report: ToolReport) => {
     await scope.call?.finish(report)
   }
-  const failed = async (report: ToolReport, text: string): Promise<CallToolResult> => {
-    await record(report)
-    return { content: [{ type: 'text', text }], isError: true }
-  }
   const argumentTokens = estimateTokens(JSON.stringify(args ?? {}))
   if (argumentTokens > POLICY.maxArgumentTokens) {
-    return failed({ outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined },
+    return refuseCall(scope, { outcome: 'invalid_input', errorCode: 'argument_budget', outputJson: undefined },
       `arguments are about ${argumentTokens.toLocaleString('en-US')} tokens; the limit is ${POLICY.maxArgumentTokens.toLocaleString('en-US')} tokens per call`,
     )
   }
@@ -122,11 +177,11 @@ export async function invokeTool(
     const whole = JSON.stringify(output)
     const wholeTokens = estimateTokens(whole)
     if (wholeTokens <= Math.floor(limit / 2)) {
-      await record({ outcome: 'ok', errorCode: undefined, outputJson: whole })
+      await record({ outcome: ok, errorCode: undefined, outputJson: whole })
       return { content: [{ type: 'text', text: whole }], structuredContent: output }
     }
     const { value, json, text, report } = fitWhole(tool, output, args, limit, 2 * wholeTokens)
-    await record({ outcome: 'ok', errorCode: undefined, outputJson: json })
+    await record({ outcome: ok, errorCode: undefined, outputJson: json })
     return {
       content: [{ type: 'text', text }],
       structuredContent: value,
@@ -141,19 +196,7 @@ export async function invokeTool(
       },
     }
   } catch (error) {
-    if (error instanceof ToolError) {
-      return failed({ outcome: error.outcome, errorCode: error.code, outputJson: undefined }, error.message)
-    }
-    if (error instanceof TimeoutError) {
-      const seconds = Math.round(settings.timeoutMs / 100) / 10
-      scope.log('warn', 'tool_timeout', { tool: tool.name, timeoutMs: settings.timeoutMs, cancelled: error.message === 'cancelled' })
-      return failed({ outcome: 'timeout', errorCode: 'timeout', outputJson: undefined }, `${tool.name} timed out after ${seconds}s; the work was aborted (a change already being saved at that moment may still have been applied: check before retrying)`)
-    }
-    scope.log('error', 'tool_failed', {
-      tool: tool.name,
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    })
-    return failed({ outcome: 'error', errorCode: 'internal', outputJson: undefined }, `internal error (request ${scope.requestId})`)
+    const { report, text } = failureOf(error, tool, settings, scope)
+    return refuseCall(scope, report, text)
   }
 }

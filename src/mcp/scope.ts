@@ -5,6 +5,7 @@ import type { Principal } from '../auth/principal.ts'
 import type { PendingWork } from '../limits/pending-work.ts'
 import type { Logger } from '../log.ts'
 import type { RowFilter } from '../policy/row-scope.ts'
+import type { Confirmations } from './confirm.ts'
 
 export interface RequestScope {
   requestId: string
@@ -17,4 +18,9 @@ export interface RequestScope {
   call: AuditedCall | undefined
   /** Where a tool's unfinished work goes when its time runs out: the concurrency leases wait for it. */
   pending: PendingWork | undefined
+  /** How calls the policy marks `confirm` are confirmed; undefined when CONFIRM_STATE_KEY is not set (they are refused). */
+  confirm: Confirmations | undefined
 }
+
+/** 'modern': a 2026-07-28 request (one round per request); 'legacy': a 2025-era request (mcp/handler.ts). */
+export type Era = 'modern' | 'legacy'

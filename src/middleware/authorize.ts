@@ -4,7 +4,9 @@
 // naming the exact scope to request. An unknown tool is left to the MCP
 // layer, which answers JSON-RPC "invalid params" (the tool is not registered
 // for anyone, so nothing leaks). Other methods need only authentication:
-// tools/list is filtered per caller by the server factory.
+// tools/list is filtered per caller by the server factory, and so are
+// resources/list and resources/read (mcp/resources.ts registers only the
+// resources the caller may see; any other URI is "Resource not found").
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../env.ts'
 import { AppError, authParam } from '../errors.ts'

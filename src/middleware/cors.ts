@@ -9,8 +9,8 @@ import { normalizeOrigin } from '../config.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
 
-const ALLOW_HEADERS = 'authorization, content-type, accept, mcp-protocol-version, mcp-method, mcp-name, last-event-id, dpop'
-const EXPOSE_HEADERS = 'www-authenticate, x-request-id, mcp-protocol-version, retry-after, ratelimit, ratelimit-policy, dpop-nonce'
+const ALLOW_HEADERS = 'authorization, content-type, accept, mcp-protocol-version, mcp-method, mcp-name, mcp-session-id, last-event-id, dpop'
+const EXPOSE_HEADERS = 'www-authenticate, x-request-id, mcp-protocol-version, mcp-session-id, retry-after, ratelimit, ratelimit-policy, dpop-nonce'
 
 export const cors = () =>
   createMiddleware<AppEnv>(async function cors(c, next) {

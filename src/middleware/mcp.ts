@@ -4,6 +4,7 @@ import type { AppEnv } from '../env.ts'
 import { serveMcp } from '../mcp/handler.ts'
 import type { RequestScope } from '../mcp/scope.ts'
 import { rowFilterFor } from '../policy/row-scope.ts'
+import { confirmations } from '../mcp/confirm.ts'
 
 export const mcp = () =>
   createMiddleware<AppEnv>(async function mcp(c) {
@@ -17,7 +18,7 @@ export const mcp = () =>
       // write without it is refused rather than committed unaudited.
       call: c.get('call'),
       pending: c.get('pending'),
+      confirm: confirmations(c.var.config.confirm, c.env),
     }
-    c.set('scope', scope)
-    return serveMcp(c.req.raw, scope, c.var.rpc.raw)
+    return serveMcp(c.req.raw, scope, c.var.rpc)
   })

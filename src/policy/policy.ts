@@ -15,6 +15,7 @@
 
 import DECLARED_TOOLS from '../../tools.config.ts'
 import { checkDeclarations, declaredSettings, formatProblem, type Problem, type ToolsFile } from '../tools/declared.ts'
+import { confirmRuleProblem, type ConfirmRule } from './confirm.ts'
 
 export const ALL_SCOPES = Symbol('all scopes of the policy')
 
@@ -37,6 +38,12 @@ export interface ToolSettings {
   rateLimit: { limit: number; windowSeconds: number }
   /** At most this many invocations of this tool per `sub` at once (unset: only the per-sub cap). */
   concurrency?: number
+  /**
+   * Calls the caller's user must confirm before they run (policy/confirm.ts;
+   * README "Confirmation"): the first round asks, the change happens only on
+   * the confirmed one. Unset: no confirmation.
+   */
+  confirm?: ConfirmRule
 }
 
 /** Limits per `sub` across methods (issue #10; enforced by middleware/limits.ts). */
@@ -120,7 +127,8 @@ const HAND_WRITTEN: PolicyInput = {
   tools: {
     // get_customer and search_products are declared in tools.config.ts, with their settings
     list_orders: { scope: 'orders:read' },
-    update_order: { scope: 'orders:write' },
+    // cancelling is final: the user confirms it (README "Confirmation")
+    update_order: { scope: 'orders:write', confirm: { when: { status: ['cancelled'] } } },
     create_ticket: { scope: 'tickets:write', sensitiveFields: [...PERSONAL_DATA, 'body'] },
     search: { scope: 'search:read', rateLimit: { limit: 60, windowSeconds: 60 } },
     execute_query: { scope: 'sql:read', timeoutMs: 10_000, auditExcerpt: false, concurrency: 1 },
@@ -166,6 +174,8 @@ export function validatePolicy(input: PolicyInput): Policy {
     if (!(merged.timeoutMs > 0)) throw new PolicyError(`policy: tool ${name} needs a positive timeoutMs`)
     if (!(merged.outputTokens > 0)) throw new PolicyError(`policy: tool ${name} needs a positive outputTokens`)
     if (!(merged.rateLimit.limit > 0 && merged.rateLimit.windowSeconds > 0)) throw new PolicyError(`policy: tool ${name} needs a positive rate limit`)
+    const confirmProblem = merged.confirm === undefined ? undefined : confirmRuleProblem(merged.confirm)
+    if (confirmProblem) throw new PolicyError(`policy: tool ${name} confirm ${confirmProblem}`)
     tools.set(name, merged)
   }
 

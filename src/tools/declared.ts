@@ -67,6 +67,8 @@ interface DeclaredLimits {
   auditExcerpt?: boolean
   rateLimit?: { limit: number; windowSeconds: number }
   concurrency?: number
+  /** the caller's user confirms each call before it runs (README "Confirmation"); writes only */
+  confirm?: boolean
 }
 
 interface DeclaredBase extends DeclaredLimits {
@@ -179,6 +181,7 @@ export function declaredSettings(file: ToolsFile): Record<string, Partial<Omit<T
       if (t.auditExcerpt !== undefined) entry.auditExcerpt = t.auditExcerpt
       if (t.rateLimit !== undefined) entry.rateLimit = t.rateLimit
       if (t.concurrency !== undefined) entry.concurrency = t.concurrency
+      if (t.confirm === true) entry.confirm = true
       return [name, entry]
     }),
   )
@@ -206,6 +209,8 @@ export function checkDeclarations(file: ToolsFile, scopes: ReadonlySet<string>, 
     }
     if (tool.rateLimit !== undefined && !(isPositiveInt(tool.rateLimit.limit) && isPositiveInt(tool.rateLimit.windowSeconds))) problem(['rateLimit'], 'must be { limit, windowSeconds }, positive integers')
     if (tool.sensitiveFields !== undefined && !tool.sensitiveFields.every((f) => typeof f === 'string' && f !== '')) problem(['sensitiveFields'], 'must be field names')
+    if (tool.confirm !== undefined && typeof tool.confirm !== 'boolean') problem(['confirm'], 'must be true or false')
+    if (tool.confirm === true && tool.access !== 'write') problem(['confirm'], 'only a write is confirmed: a read changes nothing')
 
     const declared = Object.entries(tool.parameters ?? {})
     for (const [param, spec] of declared) checkParameter(spec, (field, message) => problem(['parameters', param, ...field], message), param)

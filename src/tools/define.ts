@@ -28,6 +28,13 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   annotations: ToolAnnotations
   run(args: z.output<I>, ctx: ToolContext): Promise<z.output<O>>
   /**
+   * For calls the policy says the user confirms (`confirm`): what `run` would
+   * change, stated exactly for the person asked, from a read of the current
+   * data. Throws a ToolError when `run` would refuse the call anyway (nobody
+   * is asked). Without it the question names the tool and its arguments.
+   */
+  confirmation?(args: z.output<I>, ctx: ToolContext): Promise<string>
+  /**
    * For paginated tools: called when the output cap dropped items from
    * `capped` (a cut copy of `output`); returns it with its continuation token
    * pointing right after the last item it still holds, so that no dropped

@@ -1,10 +1,25 @@
 // Namespace import: `import { z }` makes esbuild keep zod's whole namespace object, all ~40 locales included (+370 KiB).
 import * as z from 'zod'
-import { canTransition, ORDER_TRANSITIONS } from '../db/order-status.ts'
+import { canTransition, ORDER_TRANSITIONS, type OrderStatus as Status } from '../db/order-status.ts'
+import type { Order as OrderRow } from '../db/queries.ts'
 import { defineTool, notFound, ToolError } from './define.ts'
 import { Order, OrderId, OrderStatus } from './schemas.ts'
 
 const MAX_ATTEMPTS = 3
+
+/** The order, if it exists and may move to `status`; else the ToolError the call answers with. */
+function checkMove(order: OrderRow | null, orderId: string, status: Status): OrderRow {
+  if (!order) throw notFound('order', orderId)
+  if (order.status === status) throw new ToolError(`order ${orderId} is already ${status}`, 'no_change')
+  if (!canTransition(order.status, status)) {
+    const allowed = ORDER_TRANSITIONS[order.status]
+    throw new ToolError(
+      `order ${orderId} cannot go from ${order.status} to ${status}` + (allowed.length ? ` (allowed: ${allowed.join(', ')})` : ` (${order.status} is final)`),
+      'invalid_transition',
+    )
+  }
+  return order
+}
 
 export const updateOrder = defineTool({
   name: 'update_order',
@@ -20,19 +35,18 @@ export const updateOrder = defineTool({
     .strict(),
   output: z.object({ order: Order, previousStatus: OrderStatus }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  async confirmation({ orderId, status, note }, ctx) {
+    const order = checkMove(await ctx.data.getOrder(orderId), orderId, status)
+    const final = ORDER_TRANSITIONS[status].length === 0 ? ` ${status} is final: this cannot be undone.` : ''
+    const noted = note === undefined ? '' : ` The note becomes: "${note}".`
+    return (
+      `Change order ${orderId} (customer ${order.customer_id}, ${order.quantity} × product ${order.product_id}, total ${(order.total_cents / 100).toFixed(2)}) ` +
+      `from ${order.status} to ${status}?${final}${noted}`
+    )
+  },
   async run({ orderId, status, note }, ctx) {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const order = await ctx.data.getOrder(orderId)
-      if (!order) throw notFound('order', orderId)
-      if (order.status === status) throw new ToolError(`order ${orderId} is already ${status}`, 'no_change')
-      if (!canTransition(order.status, status)) {
-        const allowed = ORDER_TRANSITIONS[order.status]
-        throw new ToolError(
-          `order ${orderId} cannot go from ${order.status} to ${status}` +
-            (allowed.length ? ` (allowed: ${allowed.join(', ')})` : ` (${order.status} is final)`),
-          'invalid_transition',
-        )
-      }
+      const order = checkMove(await ctx.data.getOrder(orderId), orderId, status)
       const at = ctx.now().toISOString().replace(/\.\d{3}Z$/, 'Z')
       const updated = { ...order, status, note: note ?? order.note, updated_at: at }
       const output = { order: updated, previousStatus: order.status }

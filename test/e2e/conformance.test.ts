@@ -10,12 +10,12 @@
 // conformance-expected-failures.json, which gives every expected failure its
 // reason. The test fails on an unexpected failure AND on a listed scenario
 // that passes, so the baseline stays honest.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { z } from 'zod'
 import { ROOT } from '../../scripts/lib/dev-env.ts'
+import { Baseline, readOutcomes, type Outcome } from './support/conformance.ts'
 import { run } from './support/run.ts'
 import { startDevServer, type DevServer } from './support/server.ts'
 import { startTokenProxy, type TokenProxy } from './support/token-proxy.ts'
@@ -23,44 +23,19 @@ import { startTokenProxy, type TokenProxy } from './support/token-proxy.ts'
 const BIN = join(ROOT, 'node_modules', '.bin', 'conformance')
 const MUST_PASS = ['server-initialize', 'ping', 'tools-list', 'dns-rebinding-protection']
 
-const Baseline = z.object({ about: z.string(), server: z.record(z.string(), z.string().min(10)) })
 const baseline = Baseline.parse(JSON.parse(readFileSync(new URL('./conformance-expected-failures.json', import.meta.url), 'utf8')))
 const expectedFailures = new Map(Object.entries(baseline.server))
-
-const Check = z.looseObject({
-  id: z.string(),
-  status: z.string(),
-  errorMessage: z.string().optional(),
-  details: z.unknown().optional(),
-})
-type Check = z.infer<typeof Check>
-
-interface Outcome {
-  passed: boolean
-  /** "check-id: message {details}" for every failed check */
-  failures: string[]
-}
 
 let server: DevServer | undefined
 let proxy: TokenProxy | undefined
 let outputDir: string | undefined
 let scenarios: string[] = []
-const outcomes = new Map<string, Outcome>()
+let outcomes = new Map<string, Outcome>()
 let transcript = ''
 
 /** `conformance list --server` prints "  - <name>" per scenario. */
 function parseScenarioList(stdout: string): string[] {
   return [...stdout.matchAll(/^\s+-\s+(\S+)\s*$/gm)].map((m) => m[1]!)
-}
-
-/** Result folders are named server-<scenario>-<ISO timestamp with ':' and '.' as '-'>. */
-function scenarioOf(folder: string): string | undefined {
-  return /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/.exec(folder)?.[1]
-}
-
-function describeFailure(check: Check): string {
-  const details = check.details === undefined ? '' : ` ${JSON.stringify(check.details).slice(0, 600)}`
-  return `${check.id}: ${check.errorMessage ?? 'failed'}${details}`
 }
 
 beforeAll(async () => {
@@ -75,13 +50,7 @@ beforeAll(async () => {
   // Exit code 1 just means "some scenario failed"; the checks are judged below.
   const suite = await run(BIN, ['server', '--url', `${proxy.url}/mcp`, '--suite', 'all', '-o', outputDir], { cwd: ROOT, timeoutMs: 120_000 })
   transcript = `${suite.stdout}\n${suite.stderr}`
-  for (const folder of readdirSync(outputDir)) {
-    const scenario = scenarioOf(folder)
-    if (scenario === undefined) continue
-    const checks = z.array(Check).parse(JSON.parse(readFileSync(join(outputDir, folder, 'checks.json'), 'utf8')))
-    const failures = checks.filter((c) => c.status === 'FAILURE').map(describeFailure)
-    outcomes.set(scenario, { passed: failures.length === 0, failures })
-  }
+  outcomes = readOutcomes(outputDir)
 })
 
 afterAll(async () => {

@@ -659,7 +659,7 @@ describe('redaction', () => {
   it.each([
     ['get_customer', 'read-only', () => ({ customerId: 'cus_008' })],
     ['search_products', 'read-only', () => ({ query: 'cable', limit: 3 })],
-    ['update_order', 'editor', () => ({ status: 'cancelled' })],
+    ['update_order', 'editor', () => ({ status: 'paid' })],
     ['create_ticket', 'editor', () => ({ customerId: 'cus_008', subject: 'digest check', body: 'b' })],
   ] as const)('output_sha256 and output_bytes of %s are those of the structuredContent the client received (digest of it redacted)', async (tool, role, args) => {
     const [order] = await pendingOrders(1)

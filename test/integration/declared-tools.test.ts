@@ -81,7 +81,7 @@ async function call(name: string, args: Record<string, unknown>, who: Principal,
     config,
     waitUntil: (p) => void background.push(p),
   })
-  const scope: RequestScope = { requestId, principal: who, db: E.DB, rows, log: () => {}, call: audited, pending: undefined }
+  const scope: RequestScope = { requestId, principal: who, db: E.DB, rows, log: () => {}, call: audited, pending: undefined, confirm: undefined }
   const tool = declaredTool(name, FILE[name]!)
   const result = await invokeTool(tool, POLICY.tools.get(name)!, tool.input.parse(args), scope, undefined)
   await Promise.all(background)

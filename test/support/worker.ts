@@ -55,6 +55,42 @@ export async function rpcWith(settings: Record<string, string>, token: string, m
   return res
 }
 
+/** What a 2026-07-28 request declares about its client in `_meta`. */
+export interface ModernClient {
+  capabilities?: Record<string, unknown>
+}
+
+/**
+ * POSTs one 2026-07-28 JSON-RPC request (`_meta` envelope, Mcp-Method and
+ * Mcp-Name headers) to the Worker under extra settings; waits for its
+ * waitUntil work.
+ */
+export async function modernRpc(settings: Record<string, string>, token: string, method: string, params: Record<string, unknown>, client: ModernClient = {}): Promise<Response> {
+  const base = testEnv(env)
+  const ctx = createExecutionContext()
+  const name: Record<string, string> = typeof params['name'] === 'string' ? { 'mcp-name': params['name'] } : {}
+  const meta = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientInfo': { name: 'bastion-tests', version: '1.0.0' },
+    'io.modelcontextprotocol/clientCapabilities': client.capabilities ?? {},
+  }
+  const req = new Request(base.AUTH_AUDIENCE, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': method,
+      ...name,
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: meta } }),
+  })
+  const res = await worker.fetch(req, { ...base, ...settings }, ctx)
+  await waitOnExecutionContext(ctx)
+  return res
+}
+
 /** Reads a JSON or single-event SSE response body as the JSON-RPC message. */
 export async function rpcBody(response: Response): Promise<Record<string, unknown>> {
   const text = await response.text()
@@ -67,14 +103,21 @@ export async function rpcBody(response: Response): Promise<Record<string, unknow
 
 const workerFetch = (input: string | URL | Request, init?: RequestInit) => callWorker(input, init)
 
+/** How a test client answers an elicitation (the user's part): undefined declares no elicitation capability. */
+export type Elicit = (params: { message: string; requestedSchema?: unknown }) => { action: 'accept' | 'decline' | 'cancel'; content?: Record<string, string | number | boolean> }
+
 /** A connected MCP SDK v2 client; era 'modern' pins 2026-07-28, 'legacy' speaks 2025-11-25. */
-export async function connectClient(token: MintOptions | string, era: 'modern' | 'legacy' = 'modern'): Promise<ClientV2> {
+export async function connectClient(token: MintOptions | string, era: 'modern' | 'legacy' = 'modern', elicit?: Elicit): Promise<ClientV2> {
   const bearer = typeof token === 'string' ? token : await mintToken(token)
   const transport = new TransportV2(new URL(MCP_URL()), { fetch: workerFetch, requestInit: { headers: { authorization: `Bearer ${bearer}` } } })
   const client = new ClientV2(
     { name: 'bastion-tests', version: '1.0.0' },
-    era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {},
+    {
+      ...(era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {}),
+      ...(elicit ? { capabilities: { elicitation: { form: {} } } } : {}),
+    },
   )
+  if (elicit) client.setRequestHandler('elicitation/create', (request) => elicit(request.params as Parameters<Elicit>[0]))
   await client.connect(transport)
   return client
 }

@@ -128,8 +128,12 @@ async function waitForHealth(url: string, child: ChildProcess, output: () => str
   throw new Error(`${url}/healthz did not answer 200 within ${READY_TIMEOUT_MS / 1000} s (last: ${last})\n--- output ---\n${output()}`)
 }
 
-/** `vars`: optional Worker settings (e.g. ALERT_WEBHOOK_URL), passed the way a developer would: in the shell. */
-export async function startDevServer(opts: { vars?: Record<string, string> } = {}): Promise<DevServer> {
+/**
+ * `vars`: optional Worker settings (e.g. ALERT_WEBHOOK_URL), passed the way a
+ * developer would: in the shell. `conformance`: `npm run dev -- --conformance`
+ * (the conformance suite's fixtures).
+ */
+export async function startDevServer(opts: { vars?: Record<string, string>; conformance?: boolean } = {}): Promise<DevServer> {
   const dir = mkdtempSync(join(tmpdir(), 'bastion-e2e-'))
   const [port, inspectorPort] = (await freePorts(2)) as [number, number]
   const origin = `http://127.0.0.1:${port}`
@@ -144,7 +148,7 @@ export async function startDevServer(opts: { vars?: Record<string, string> } = {
     persistTo: join(dir, 'state'),
   }
 
-  const child = spawn('npm', ['run', 'dev'], {
+  const child = spawn('npm', ['run', 'dev', ...(opts.conformance ? ['--', '--conformance'] : [])], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
