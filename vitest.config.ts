@@ -14,6 +14,8 @@ const ecPublic = { ...(await exportJWK(ec.publicKey)), kid: 'test-es256', alg: '
 const rsaPrivate = { ...(await exportJWK(rsa.privateKey)), kid: 'test-rs256', alg: 'RS256' }
 const ecPrivate = { ...(await exportJWK(ec.privateKey)), kid: 'test-es256', alg: 'ES256' }
 
+const CONFORMANCE_2026 = 'test/e2e/conformance-2026.test.ts'
+
 export const TEST_ISSUER = 'https://issuer.test'
 export const TEST_AUDIENCE = 'https://bastion.test/mcp'
 
@@ -72,12 +74,17 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          // npm run test:conformance-2026 (README "Conformance"): it installs Node 22 and the suite first
+          exclude: [CONFORMANCE_2026],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 180_000,
           fileParallelism: false,
         },
       },
+      ...(process.env['CONFORMANCE_2026'] === undefined
+        ? []
+        : [{ test: { name: 'conformance-2026', include: [CONFORMANCE_2026], environment: 'node' as const, testTimeout: 120_000, hookTimeout: 420_000 } }]),
     ],
   },
 })

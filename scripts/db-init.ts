@@ -19,24 +19,22 @@ import { devEnv, migrationFiles, persistArgs, ROOT, wrangler } from './lib/dev-e
 const ADD_COLUMN = /^ALTER TABLE audit_log ADD COLUMN (\w+) .*;$/
 
 /**
- * Applies the migrations not yet recorded in d1_migrations, each with its
- * record in one `wrangler d1 execute --file`, exactly as `wrangler d1
- * migrations apply` records them (same table, same columns), so either tool
- * sees the other's work. One execute per migration instead of `migrations
- * apply` keeps db:init on the one wrangler command it uses throughout.
+ * Applies the migrations not yet recorded in d1_migrations, in order, each
+ * followed by its record, in one `wrangler d1 execute --file`, recorded
+ * exactly as `wrangler d1 migrations apply` records them (same table, same
+ * columns), so either tool sees the other's work. `execute` instead of
+ * `migrations apply` keeps db:init on the one wrangler command it uses
+ * throughout (each wrangler start costs a second or two).
  */
 async function applyMigrations(base: string[], tmp: string): Promise<void> {
-  await wrangler([...base, '--command', MIGRATIONS_TABLE], { quiet: true })
-  const out = await wrangler([...base, '--json', '--command', 'SELECT name FROM d1_migrations'], { quiet: true })
-  const applied = new Set(((JSON.parse(out) as { results: { name: string }[] }[])[0]?.results ?? []).map((r) => r.name))
-  for (const file of migrationFiles()) {
-    const name = basename(file)
-    if (applied.has(name)) continue
-    const step = join(tmp, `migration-${name}`)
-    writeFileSync(step, `${readFileSync(file, 'utf8').trimEnd()}\nINSERT INTO d1_migrations (name) VALUES ('${name.replaceAll("'", "''")}');\n`)
-    await wrangler([...base, '--file', step], { quiet: true })
-    console.log(`migration ${name} applied`)
-  }
+  const out = await wrangler([...base, '--json', '--command', `${MIGRATIONS_TABLE}; SELECT name FROM d1_migrations`], { quiet: true })
+  const applied = new Set(((JSON.parse(out) as { results: { name: string }[] }[]).at(-1)?.results ?? []).map((r) => r.name))
+  const pending = migrationFiles().filter((file) => !applied.has(basename(file)))
+  if (pending.length === 0) return
+  const step = join(tmp, 'migrations-pending.sql')
+  writeFileSync(step, pending.map((file) => `${readFileSync(file, 'utf8').trimEnd()}\nINSERT INTO d1_migrations (name) VALUES ('${basename(file).replaceAll("'", "''")}');\n`).join(''))
+  await wrangler([...base, '--file', step], { quiet: true })
+  for (const file of pending) console.log(`migration ${basename(file)} applied`)
 }
 
 /** Adds to an existing audit_log the columns 0001_initial.sql lists after `chain` that it lacks. */

@@ -128,8 +128,9 @@ export interface Config {
 }
 
 /** The shortest CONFIRM_STATE_KEY accepted: 256 bits of HMAC key. */
-export const MIN_CONFIRM_KEY_LENGTH = 32
-export const MAX_CONFIRM_TTL_SECONDS = 3600
+const MIN_CONFIRM_KEY_LENGTH = 32
+/** The longest CONFIRM_TTL_SECONDS: a 2025-era question holds its call's concurrency lease this long (middleware/limits.ts). */
+export const MAX_CONFIRM_TTL_SECONDS = 300
 
 interface Introspection {
   url: URL

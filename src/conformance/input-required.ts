@@ -5,25 +5,21 @@
 //
 // requestState is sealed with the SDK's HMAC codec under CONFORMANCE_STATE_KEY,
 // a fixed key that exists for the conformance suite only: it is public in
-// this repository and guards nothing. The fixtures verify the echoed state in
-// the handler (the server-wide ServerOptions.requestState.verify hook is not
-// set on the per-request servers), so a tampered state is refused, but as an
-// isError tool result: McpServer turns any error a tool handler throws into
-// one. verifyFixtureRequestState is the hook that would make it a wire-level
-// -32602, once src/mcp/server.ts can pass it to the McpServer constructor.
+// this repository and guards nothing. verifyFixtureRequestState is the
+// server-wide ServerOptions.requestState.verify hook entry.ts installs: a
+// tampered fixture state is a wire-level -32602 before any handler runs.
 import {
   acceptedContent,
-  CLIENT_CAPABILITIES_META_KEY,
   createRequestStateCodec,
   inputRequired,
   inputResponse,
   ProtocolError,
   ProtocolErrorCode,
-  type ClientCapabilities,
   type InputRequest,
   type McpServer,
   type ServerContext,
 } from '@modelcontextprotocol/server'
+import { capabilitiesOf } from '../mcp/server.ts'
 import { fixture } from './content.ts'
 
 /** Development-only HMAC key for the fixtures' requestState. Conformance use only; never a secret. */
@@ -74,10 +70,6 @@ async function verifiedState(ctx: ServerContext, tool: string): Promise<FixtureS
   return state
 }
 
-function capabilitiesOf(ctx: ServerContext): ClientCapabilities {
-  const declared: unknown = ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as keyof typeof ctx.mcpReq.envelope]
-  return typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : {}
-}
 
 const schema = <T extends 'string' | 'boolean'>(property: string, type: T) => ({
   type: 'object' as const,
@@ -187,7 +179,7 @@ export function registerInputRequiredFixtures(server: McpServer): void {
   })
 
   server.registerTool('test_input_required_result_capabilities', fixture('asks only for what the client declared it supports'), (_args, ctx) => {
-    const caps = capabilitiesOf(ctx)
+    const caps = capabilitiesOf(ctx) ?? {}
     const responses = ctx.mcpReq.inputResponses
     const requests: Record<string, InputRequest> = {}
     if (caps.sampling !== undefined && inputResponse(responses, 'sample').kind !== 'sampling') {

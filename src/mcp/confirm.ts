@@ -41,7 +41,7 @@ import { sha256Hex } from '../digest.ts'
 import type { ReplayStore } from '../auth/dpop.ts'
 import { durableReplayStore } from '../auth/dpop-store.ts'
 import type { Config } from '../config.ts'
-import { sessionCodec, type LegacySession } from './elicitation.ts'
+import type { LegacySession } from './elicitation.ts'
 import type { ElicitationRendezvous } from './rendezvous.ts'
 import type { ToolSettings } from '../policy/policy.ts'
 import type { ToolDefinition } from '../tools/define.ts'
@@ -76,13 +76,15 @@ export interface Confirmations {
 export function confirmations(settings: Config['confirm'], env: Env): Confirmations | undefined {
   if (!settings) return undefined
   return {
-    codec: confirmCodec(settings.key, settings.ttlSeconds),
-    sessions: sessionCodec(settings.key),
+    ...codecsFor(settings.key, settings.ttlSeconds),
     ttlSeconds: settings.ttlSeconds,
     replay: durableReplayStore(env.CONFIRM_REPLAY),
     rendezvous: env.ELICITATIONS,
   }
 }
+
+/** How long past its state's expiry a nonce stays recorded (the codec's clock and ours may differ by a second). */
+const NONCE_SLACK_SECONDS = 5
 
 /** The key of the one input request of round 1. */
 const CONFIRM_KEY = 'confirm'
@@ -92,14 +94,27 @@ const REQUESTED_SCHEMA = {
   required: ['confirm'],
 }
 
-const codecs = new Map<string, RequestStateCodec<ConfirmState>>()
+/** How long a session record (mcp/elicitation.ts) is honoured: a working day. */
+const SESSION_TTL_SECONDS = 12 * 3600
 
-/** The request-state codec for `key`, made once per isolate. */
-function confirmCodec(key: string, ttlSeconds: number): RequestStateCodec<ConfirmState> {
+const codecs = new Map<string, Pick<Confirmations, 'codec' | 'sessions'>>()
+
+/**
+ * The two codecs of CONFIRM_STATE_KEY, made once per isolate: request states,
+ * and session records under a key of their own (domain-separated), so that
+ * neither verifies as the other.
+ */
+function codecsFor(key: string, ttlSeconds: number): Pick<Confirmations, 'codec' | 'sessions'> {
   const id = `${ttlSeconds}\0${key}`
-  let codec = codecs.get(id)
-  if (!codec) codecs.set(id, (codec = createRequestStateCodec<ConfirmState>({ key, ttlSeconds })))
-  return codec
+  let made = codecs.get(id)
+  if (!made) {
+    made = {
+      codec: createRequestStateCodec<ConfirmState>({ key, ttlSeconds }),
+      sessions: createRequestStateCodec<LegacySession>({ key: `${key}\0mcp-bastion legacy session`, ttlSeconds: SESSION_TTL_SECONDS }),
+    }
+    codecs.set(id, made)
+  }
+  return made
 }
 
 /** JSON with object keys sorted, so equal arguments digest equally whatever their order. */
@@ -121,7 +136,7 @@ export function canElicitForm(capabilities: ClientCapabilities | undefined): boo
 }
 
 /** One round of a call the policy says the user confirms. */
-export interface ConfirmedCall {
+interface ConfirmedCall {
   tool: ToolDefinition
   settings: ToolSettings
   /** as the tool's schema parsed them */
@@ -161,9 +176,14 @@ export async function confirmedCall(call: ConfirmedCall): Promise<CallToolResult
     return refuseCall(scope, { outcome: 'invalid_input', errorCode: 'confirmation_mismatch', outputJson: undefined },
       `The confirmation state was issued for another call (another caller, tool or arguments), not for this ${tool.name} call. Nothing was changed.`)
   }
+  // the codec's own expiry may run a second past expiresAt: the nonce is kept past both
+  if (state.expiresAt < Math.floor(Date.now() / 1000)) {
+    return refuseCall(scope, { outcome: 'expired', errorCode: 'confirmation_expired', outputJson: undefined },
+      `The confirmation of this ${tool.name} call expired (it is valid for ${confirm.ttlSeconds} s). Nothing was changed; call ${tool.name} again to ask again.`)
+  }
   let fresh: boolean
   try {
-    fresh = await confirm.replay.checkAndStore(`confirm:${state.sub}`, state.nonce, state.expiresAt)
+    fresh = await confirm.replay.checkAndStore(`confirm:${state.sub}`, state.nonce, state.expiresAt + NONCE_SLACK_SECONDS)
   } catch (error) {
     scope.log('error', 'confirmation_store_failed', { tool: tool.name, error: error instanceof Error ? error.message : String(error) })
     return refuseCall(scope, { outcome: 'error', errorCode: 'confirmation_store', outputJson: undefined },
@@ -188,7 +208,7 @@ export async function confirmedCall(call: ConfirmedCall): Promise<CallToolResult
     return refuseCall(scope, { outcome: 'tool_error', errorCode: 'confirmation_stale', outputJson: undefined },
       `What this ${tool.name} call would change is no longer what the user confirmed (the data changed meanwhile): now "${now.text}". Nothing was changed; call ${tool.name} again to ask again.`)
   }
-  return invokeTool(tool, settings, args, scope, ctx.mcpReq.signal, true)
+  return invokeTool(tool, settings, args, scope, ctx.mcpReq.signal, now.text)
 }
 
 async function ask({ tool, settings, args, scope, ctx, era, capabilities }: ConfirmedCall, confirm: Confirmations): Promise<CallToolResult | InputRequiredResult> {

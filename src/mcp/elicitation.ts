@@ -23,14 +23,7 @@
 // Without a session (a client that did not declare elicitation, or one that
 // dropped the header) the call is served statelessly and the tool's
 // confirmation step refuses it, naming the need.
-import {
-  createRequestStateCodec,
-  WebStandardStreamableHTTPServerTransport,
-  type AuthInfo,
-  type ClientCapabilities,
-  type JSONRPCMessage,
-  type RequestStateCodec,
-} from '@modelcontextprotocol/server'
+import { WebStandardStreamableHTTPServerTransport, type AuthInfo, type ClientCapabilities, type JSONRPCMessage } from '@modelcontextprotocol/server'
 import { canElicitForm, type Confirmations } from './confirm.ts'
 import { buildServer } from './server.ts'
 import type { RpcMessage } from './envelope.ts'
@@ -38,8 +31,6 @@ import type { Answer } from './rendezvous.ts'
 import type { RequestScope } from './scope.ts'
 
 const ELICIT_ID_PREFIX = 'bastion-elicit-'
-/** How long a session record is honoured: a working day. */
-const SESSION_TTL_SECONDS = 12 * 3600
 /** Time past the request state's TTL after which an unanswered question is given up. */
 const GRACE_MS = 1000
 
@@ -50,21 +41,15 @@ export interface LegacySession {
   elicitation: Record<string, unknown>
 }
 
-const sessionCodecs = new Map<string, RequestStateCodec<LegacySession>>()
-
-/** The session codec for CONFIRM_STATE_KEY: its own key (domain-separated), made once per isolate. */
-export function sessionCodec(key: string): RequestStateCodec<LegacySession> {
-  let codec = sessionCodecs.get(key)
-  if (!codec) sessionCodecs.set(key, (codec = createRequestStateCodec<LegacySession>({ key: `${key}\0mcp-bastion legacy session`, ttlSeconds: SESSION_TTL_SECONDS })))
-  return codec
-}
-
 /** The session id for the client of an initialize request (`params`), when it declares form elicitation. */
 export async function mintSession(confirm: Confirmations, sub: string, params: Record<string, unknown> | undefined): Promise<string | undefined> {
   const capabilities = params?.['capabilities'] as ClientCapabilities | undefined
   const version = params?.['protocolVersion']
   if (!canElicitForm(capabilities) || typeof version !== 'string') return undefined
-  return confirm.sessions.mint({ sub, protocolVersion: version.slice(0, 32), elicitation: { ...(capabilities!.elicitation as object) } })
+  // the modes only: what the client declared beyond them is not needed and would only lengthen the header
+  const { form, url } = capabilities!.elicitation as { form?: unknown; url?: unknown }
+  const elicitation = { ...(form === undefined ? {} : { form: {} }), ...(url === undefined ? {} : { url: {} }) }
+  return confirm.sessions.mint({ sub, protocolVersion: version.slice(0, 32), elicitation })
 }
 
 /** The session a request's Mcp-Session-Id records, if it verifies and is `sub`'s. */
@@ -117,16 +102,31 @@ export async function serveAsking(request: Request, authInfo: AuthInfo, rpc: Rpc
   const callId = rpc.id
   let finished!: () => void
   const done = new Promise<void>((resolve) => (finished = resolve))
+  // A question the client cannot answer any more (it left, or the rendezvous
+  // failed) is answered "cancel" at once, so the handler's last round runs and
+  // writes the call's row while the request is still alive.
+  const unanswered = new Map<string | number, () => void>()
+  const cancelAll = () => {
+    for (const cancel of [...unanswered.values()]) cancel()
+  }
   const send = transport.send.bind(transport)
   transport.send = async (message: JSONRPCMessage, options) => {
     if ('method' in message && 'id' in message) {
       // a question: a fresh id names its rendezvous; the answer comes back under the SDK's own id
       const own = message.id
       const id = `${ELICIT_ID_PREFIX}${crypto.randomUUID()}`
-      const answer = confirm.rendezvous.get(confirm.rendezvous.idFromName(id)).wait(scope.principal.sub, waitMs)
-      void answer.then(
-        (reply) => transport.onmessage?.(reply === null ? { jsonrpc: '2.0', id: own, result: { action: 'cancel' } } : ({ ...(reply as object), id: own } as unknown as JSONRPCMessage)),
-        (error: unknown) => transport.onmessage?.({ jsonrpc: '2.0', id: own, error: { code: -32603, message: error instanceof Error ? error.message : String(error) } }),
+      const settle = (reply: JSONRPCMessage) => {
+        if (!unanswered.delete(own)) return
+        transport.onmessage?.(reply)
+      }
+      const cancelled: JSONRPCMessage = { jsonrpc: '2.0', id: own, result: { action: 'cancel' } }
+      unanswered.set(own, () => settle(cancelled))
+      confirm.rendezvous.get(confirm.rendezvous.idFromName(id)).wait(scope.principal.sub, waitMs).then(
+        (reply) => settle(reply === null ? cancelled : ({ ...(reply as object), id: own } as unknown as JSONRPCMessage)),
+        (error: unknown) => {
+          scope.log('error', 'elicitation_wait_failed', { error: error instanceof Error ? error.message : String(error) })
+          settle(cancelled)
+        },
       )
       return send({ ...message, id }, options)
     }
@@ -142,7 +142,27 @@ export async function serveAsking(request: Request, authInfo: AuthInfo, rpc: Rpc
     await transport.close().catch(() => {})
     await server.close().catch(() => {})
   })
+  // the last bound on everything the call holds, should the SDK never answer
+  const stop = setTimeout(finished, waitMs + 10 * GRACE_MS)
+  void done.then(() => clearTimeout(stop))
   const response = await transport.handleRequest(request, { authInfo, parsedBody: rpc.raw })
-  if (!response.body) finished()
-  return response
+  if (!response.body || !response.headers.get('content-type')?.startsWith('text/event-stream')) {
+    // refused before the call ran (media type, protocol version): nothing streams
+    finished()
+    return response
+  }
+  const reader = response.body.getReader()
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done: ended } = await reader.read()
+      if (ended) controller.close()
+      else controller.enqueue(value)
+    },
+    async cancel(reason) {
+      // the client left: no answer is coming
+      cancelAll()
+      await reader.cancel(reason)
+    },
+  })
+  return new Response(body, response)
 }

@@ -63,7 +63,7 @@ async function serveLegacy(request: Request, scope: RequestScope, authInfo: Auth
     await server.close().catch(() => {})
   }
   // a client that can ask its user gets a session record at initialize (mcp/elicitation.ts)
-  if (confirm && response.ok && rpc.method === 'initialize') {
+  if (confirm && response.ok && rpc.method === 'initialize' && 'result' in ((await response.clone().json()) as object)) {
     const sessionId = await mintSession(confirm, scope.principal.sub, rpc.params)
     if (sessionId !== undefined) {
       response = new Response(response.body, response)

@@ -77,7 +77,7 @@ function fitWhole(tool: ToolDefinition, output: Record<string, unknown>, args: u
 }
 
 /** The tool's narrowed context; its writes commit through the request's audited call, as `outcome`. */
-function toolContext(scope: RequestScope, signal: AbortSignal, outcome: 'ok' | 'confirmed'): ToolContext {
+function toolContext(scope: RequestScope, signal: AbortSignal, outcome: 'ok' | 'confirmed', confirmed?: string): ToolContext {
   // A tool whose time ran out must not start a write after the caller was told it stopped.
   const commit: Commit = (statements, output) => {
     if (!scope.call) return Promise.reject(new Error('refusing a write outside an audited tools/call'))
@@ -90,6 +90,7 @@ function toolContext(scope: RequestScope, signal: AbortSignal, outcome: 'ok' | '
     requestId: scope.requestId,
     data: createDataAccess(scope.db, commit, { allowedTables: POLICY.queryableTables, maxRows: POLICY.maxQueryRows, maxBytes: POLICY.maxQueryBytes, maxVisitedRows: POLICY.maxQueryVisitedRows }, scope.rows),
     now: () => new Date(),
+    ...(confirmed === undefined ? {} : { confirmed }),
   }
 }
 
@@ -144,18 +145,21 @@ export async function describeChange(
   }
 }
 
-/** Runs `tool` for this request; `confirmed`: the user confirmed this very call (its row says so). */
+/**
+ * Runs `tool` for this request. `confirmed`: the change the user confirmed
+ * for this very call (mcp/confirm.ts); its row says `confirmed`.
+ */
 export async function invokeTool(
   tool: ToolDefinition,
   settings: ToolSettings,
   args: unknown,
   scope: RequestScope,
   clientSignal: AbortSignal | undefined,
-  confirmed = false,
+  confirmed?: string,
 ): Promise<CallToolResult> {
   const signal = invocationSignal(settings, clientSignal)
-  const ok = confirmed ? 'confirmed' : 'ok'
-  const ctx = toolContext(scope, signal, ok)
+  const ok = confirmed === undefined ? 'ok' : 'confirmed'
+  const ctx = toolContext(scope, signal, ok, confirmed)
   // the call's audit row is durable before the result is returned
   const record = async (report: ToolReport) => {
     await scope.call?.finish(report)

@@ -62,7 +62,7 @@ export class ElicitationRendezvous extends DurableObject {
       this.waiting.resolve(message)
       return true
     }
-    if (this.early) return false
+    if (this.early && this.early.until > Date.now()) return false
     this.early = { sub, message, until: Date.now() + EARLY_ANSWER_MS }
     return true
   }

@@ -49,10 +49,17 @@ export function registerResources(server: McpServer, scope: RequestScope, policy
         cacheHint: SCHEMA_CACHE_HINT,
         _meta,
       },
-      async (uri): Promise<ReadResourceResult> => ({
-        contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(await schemaDocument(scope), null, 2) }],
-        _meta,
-      }),
+      async (uri): Promise<ReadResourceResult> => {
+        let document: SchemaDocument
+        try {
+          document = await schemaDocument(scope)
+        } catch (error) {
+          // the SDK would send the message on: the detail goes to the log, the client gets the request id
+          scope.log('error', 'schema_read_failed', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) })
+          throw new Error(`internal error (request ${scope.requestId})`)
+        }
+        return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(document, null, 2) }], _meta }
+      },
     )
   }
 

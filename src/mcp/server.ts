@@ -15,13 +15,13 @@ import { registerResources } from './resources.ts'
 import type { Era, RequestScope } from './scope.ts'
 
 /** The client capabilities a 2026-07-28 request declares in its `_meta` envelope. */
-function capabilitiesOf(ctx: ServerContext): ClientCapabilities | undefined {
+export function capabilitiesOf(ctx: ServerContext): ClientCapabilities | undefined {
   const declared: unknown = ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as keyof typeof ctx.mcpReq.envelope]
   return typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined
 }
 
 /** What a development entry adds to every server (src/conformance/entry.ts); a deployed Worker has none. */
-export interface ServerExtension {
+interface ServerExtension {
   /** more tools, resources, prompts */
   register(server: McpServer): void
   /** `ServerOptions.requestState.verify`: must resolve undefined for the states it does not own */

@@ -14,7 +14,7 @@
 // embedded LimiterObject Durable Objects (LIMIT_SHARDS of them, by `sub`).
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
-import type { Config } from '../config.ts'
+import { MAX_CONFIRM_TTL_SECONDS, type Config } from '../config.ts'
 import type { AppEnv } from '../env.ts'
 import { AppError } from '../errors.ts'
 import { POLICY, REQUEST_LIMITS } from '../policy/policy.ts'
@@ -42,7 +42,9 @@ export function rulesFor(method: string, toolName: string | undefined): LimitRul
   const t = REQUEST_LIMITS.toolsCall
   const rates: RateRule[] = [{ name: 'tools_call', limit: t.limit, windowMs: t.windowSeconds * 1000 }]
   const tool = toolName === undefined ? undefined : POLICY.tools.get(toolName)
-  const ttlMs = Math.max(tool?.timeoutMs ?? 30_000, D1_STATEMENT_LIMIT_MS) + LEASE_SLACK_MS
+  // a call that may ask its user holds its leases while the question waits (mcp/elicitation.ts)
+  const asking = tool?.confirm === undefined ? 0 : (MAX_CONFIRM_TTL_SECONDS + 2) * 1000
+  const ttlMs = Math.max(tool?.timeoutMs ?? 30_000, D1_STATEMENT_LIMIT_MS) + asking + LEASE_SLACK_MS
   const concurrency: ConcurrencyRule[] = [{ name: 'concurrent', max: REQUEST_LIMITS.concurrentToolCalls, ttlMs }]
   if (tool !== undefined && toolName !== undefined) {
     rates.push({ name: `tool_${toolName}`, limit: tool.rateLimit.limit, windowMs: tool.rateLimit.windowSeconds * 1000 })

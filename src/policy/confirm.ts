@@ -7,7 +7,7 @@
 // A rule with several arguments needs all of them to match. Pure: the policy
 // validates rules when it loads, the MCP layer asks `needsConfirmation` per call.
 
-export type ConfirmValue = string | number | boolean
+type ConfirmValue = string | number | boolean
 
 export type ConfirmRule = true | { when: Readonly<Record<string, readonly ConfirmValue[]>> }
 

@@ -17,6 +17,12 @@ export interface ToolContext {
   data: DataAccess
   /** The current time, injectable for tests. */
   now: () => Date
+  /**
+   * Set on the confirmed round of a call the user confirmed (mcp/confirm.ts):
+   * the change they were shown (`confirmation`'s text). A tool whose
+   * confirmation reads data writes only while that is still the change it makes.
+   */
+  confirmed?: string
 }
 
 export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {

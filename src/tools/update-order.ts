@@ -21,6 +21,16 @@ function checkMove(order: OrderRow | null, orderId: string, status: Status): Ord
   return order
 }
 
+/** The question a confirmed move asks: the order as it is and what the move does to it. */
+function describeMove(order: OrderRow, status: Status, note: string | undefined): string {
+  const final = ORDER_TRANSITIONS[status].length === 0 ? ` ${status} is final: this cannot be undone.` : ''
+  const noted = note === undefined ? '' : ` The note becomes: "${note}".`
+  return (
+    `Change order ${order.id} (customer ${order.customer_id}, ${order.quantity} × product ${order.product_id}, total ${(order.total_cents / 100).toFixed(2)}) ` +
+    `from ${order.status} to ${status}?${final}${noted}`
+  )
+}
+
 export const updateOrder = defineTool({
   name: 'update_order',
   title: 'Update order status',
@@ -36,17 +46,15 @@ export const updateOrder = defineTool({
   output: z.object({ order: Order, previousStatus: OrderStatus }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async confirmation({ orderId, status, note }, ctx) {
-    const order = checkMove(await ctx.data.getOrder(orderId), orderId, status)
-    const final = ORDER_TRANSITIONS[status].length === 0 ? ` ${status} is final: this cannot be undone.` : ''
-    const noted = note === undefined ? '' : ` The note becomes: "${note}".`
-    return (
-      `Change order ${orderId} (customer ${order.customer_id}, ${order.quantity} × product ${order.product_id}, total ${(order.total_cents / 100).toFixed(2)}) ` +
-      `from ${order.status} to ${status}?${final}${noted}`
-    )
+    return describeMove(checkMove(await ctx.data.getOrder(orderId), orderId, status), status, note)
   },
   async run({ orderId, status, note }, ctx) {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const order = checkMove(await ctx.data.getOrder(orderId), orderId, status)
+      // confirmed: the write is the one the user saw, or none (another writer may have moved the order)
+      if (ctx.confirmed !== undefined && describeMove(order, status, note) !== ctx.confirmed) {
+        throw new ToolError(`order ${orderId} changed after the user confirmed (it is ${order.status} now); nothing was changed: call update_order again to ask again`, 'confirmation_stale')
+      }
       const at = ctx.now().toISOString().replace(/\.\d{3}Z$/, 'Z')
       const updated = { ...order, status, note: note ?? order.note, updated_at: at }
       const output = { order: updated, previousStatus: order.status }

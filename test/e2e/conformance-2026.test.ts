@@ -1,3 +1,5 @@
+// npm run test:conformance-2026 (not part of npm test: it downloads Node 22
+// and the suite, ~240 MB, on first use).
 // The official MCP conformance suite at its newest release that speaks the
 // 2026-07-28 revision (@modelcontextprotocol/conformance 0.2.0-alpha.12),
 // against the real server in conformance fixture mode (`npm run dev --

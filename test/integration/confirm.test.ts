@@ -9,6 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Client } from '@modelcontextprotocol/client'
 import { sequencer } from '../../src/audit/writer.ts'
 import worker from '../../src/index.ts'
+import { describeChange, invokeTool } from '../../src/mcp/invoke.ts'
+import type { RequestScope } from '../../src/mcp/scope.ts'
+import { POLICY } from '../../src/policy/policy.ts'
+import { updateOrder } from '../../src/tools/update-order.ts'
 import { testEnv } from '../support/test-env.ts'
 import { mintToken } from '../support/tokens.ts'
 import { callWorker, connectClient, MCP_URL, modernRpc, rpcBody, type Elicit } from '../support/worker.ts'
@@ -243,6 +247,21 @@ describe('request states over raw 2026-07-28 requests', () => {
     expect(await statusOf(order.id)).toBe('paid')
   })
 
+  it('the confirmed write itself checks the change: an order moved after the last check is not cancelled', async () => {
+    const { sub } = await editor('write-race')
+    const order = await orderIn('pending')
+    const principal = { sub, scopes: new Set(['orders:write']), roles: ['editor'], tokenId: 't', clientId: undefined, claims: new Map() }
+    const scope: RequestScope = { requestId: crypto.randomUUID(), principal, db: E.DB, rows: new Map(), log: () => {}, call: undefined, pending: undefined, confirm: undefined }
+    const args = { orderId: order.id, status: 'cancelled' as const }
+    const described = await describeChange(updateOrder, POLICY.tools.get('update_order')!, args, scope, undefined)
+    expect(described.ok).toBe(true)
+    // another writer, between the round's last check and the tool's read
+    await setStatus(order.id, 'paid')
+    const result = await invokeTool(updateOrder, POLICY.tools.get('update_order')!, args, scope, undefined, described.ok ? described.text : '')
+    expect(result.content[0]).toMatchObject({ text: `order ${order.id} changed after the user confirmed (it is paid now); nothing was changed: call update_order again to ask again` })
+    expect(await statusOf(order.id)).toBe('paid')
+  })
+
   // five: the per-sub concurrency cap of tools/call (policy REQUEST_LIMITS)
   it('of 5 concurrent confirmed rounds with one state, exactly one cancels the order', async () => {
     const { sub, token } = await editor('race')
@@ -339,6 +358,26 @@ describe('2025-era questions over raw requests (session record, SSE stream, rend
     await waitOnExecutionContext(ctx)
     expect(await statusOf(order.id)).toBe('pending')
     expect((await rowsOf(sub)).map((r) => r.outcome)).toEqual(['confirmation_requested', 'expired'])
+  })
+
+  it('a client that leaves while asked: the question is cancelled at once, nothing changes, the call is audited declined', async () => {
+    const { sub, token } = await editor('gone')
+    const order = await orderIn('pending')
+    const session = (await initialize(token, { elicitation: {} })).headers.get('mcp-session-id')!
+    const base = testEnv(env)
+    const ctx = createExecutionContext()
+    const asking = await worker.fetch(
+      new Request(base.AUTH_AUDIENCE, { method: 'POST', headers: { ...LEGACY, authorization: `Bearer ${token}`, 'mcp-session-id': session }, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: cancel(order.id) }) }),
+      base,
+      ctx,
+    )
+    const reader = asking.body!.getReader()
+    let seen = ''
+    while (!seen.includes('elicitation/create')) seen += new TextDecoder().decode((await reader.read()).value)
+    await reader.cancel()
+    await waitOnExecutionContext(ctx)
+    expect(await statusOf(order.id)).toBe('pending')
+    expect((await rowsOf(sub)).map((r) => [r.outcome, r.error_code])).toEqual([['confirmation_requested', null], ['declined', 'confirmation_cancel']])
   })
 
   it('the answer POST of the asking caller completes the stream with the confirmed result', async () => {

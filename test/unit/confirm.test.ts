@@ -61,8 +61,8 @@ describe('CONFIRM_STATE_KEY and CONFIRM_TTL_SECONDS', () => {
   })
   it.each([
     ['a short key', { CONFIRM_STATE_KEY: 'k'.repeat(31) }, 'CONFIRM_STATE_KEY', 'must be at least 32 characters (a random secret: openssl rand -base64 32)'],
-    ['a zero TTL', { CONFIRM_TTL_SECONDS: '0' }, 'CONFIRM_TTL_SECONDS', 'must be an integer from 1 to 3600'],
-    ['a TTL over an hour', { CONFIRM_TTL_SECONDS: '3601' }, 'CONFIRM_TTL_SECONDS', 'must be an integer from 1 to 3600'],
+    ['a zero TTL', { CONFIRM_TTL_SECONDS: '0' }, 'CONFIRM_TTL_SECONDS', 'must be an integer from 1 to 300'],
+    ['a TTL over five minutes (a 2025-era question holds a concurrency lease that long)', { CONFIRM_TTL_SECONDS: '301' }, 'CONFIRM_TTL_SECONDS', 'must be an integer from 1 to 300'],
   ])('refuses %s', (_, extra, setting, problem) => {
     expect(parseConfig({ ...base, ...extra })).toEqual({ ok: false, setting, problem })
   })
