@@ -37,6 +37,17 @@ const modernHandler = () =>
     onerror,
   }))
 
+/** Whether a JSON answer carries a JSON-RPC result (not an error). */
+async function succeeded(response: Response): Promise<boolean> {
+  if (response.status !== 200 || !response.headers.get('content-type')?.startsWith('application/json')) return false
+  try {
+    const body: unknown = JSON.parse(await response.clone().text())
+    return typeof body === 'object' && body !== null && 'result' in body
+  } catch {
+    return false
+  }
+}
+
 /** A tools/call this caller may make that the policy says its user confirms first. */
 function asksUser(scope: RequestScope, rpc: RpcMessage): boolean {
   const settings = rpc.method === 'tools/call' && rpc.toolName !== undefined ? POLICY.tools.get(rpc.toolName) : undefined
@@ -63,7 +74,7 @@ async function serveLegacy(request: Request, scope: RequestScope, authInfo: Auth
     await server.close().catch(() => {})
   }
   // a client that can ask its user gets a session record at initialize (mcp/elicitation.ts)
-  if (confirm && response.ok && rpc.method === 'initialize' && 'result' in ((await response.clone().json()) as object)) {
+  if (confirm && rpc.kind === 'request' && rpc.method === 'initialize' && (await succeeded(response))) {
     const sessionId = await mintSession(confirm, scope.principal.sub, rpc.params)
     if (sessionId !== undefined) {
       response = new Response(response.body, response)

@@ -317,6 +317,13 @@ describe('2025-era questions over raw requests (session record, SSE stream, rend
     expect((await initialize(token, { elicitation: {} })).headers.get('mcp-session-id')).toMatch(/^v1\./)
     expect((await initialize(token, {})).headers.get('mcp-session-id')).toBeNull()
     expect((await initialize(token, { elicitation: { url: {} } })).headers.get('mcp-session-id')).toBeNull()
+    // the fuzz's find: initialize sent as a notification (no id), and with params that are no initialize's
+    const notification = await post(token, { jsonrpc: '2.0', method: 'initialize', params: { capabilities: { elicitation: {} } } })
+    expect(notification.status).toBeLessThan(500)
+    expect(notification.headers.get('mcp-session-id')).toBeNull()
+    const malformed = await post(token, { jsonrpc: '2.0', id: 3, method: 'initialize', params: { x: 1 } })
+    expect(malformed.status).toBeLessThan(500)
+    expect(malformed.headers.get('mcp-session-id')).toBeNull()
   })
 
   it('a forged or another caller\'s session record is worth nothing: the call is refused, not asked', async () => {
