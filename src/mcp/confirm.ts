@@ -159,14 +159,16 @@ export async function confirmedCall(call: ConfirmedCall): Promise<CallToolResult
   }
   const wire = ctx.mcpReq.requestState<string>()
   if (typeof wire !== 'string') return ask(call, confirm)
+  const expired = () =>
+    refuseCall(scope, { outcome: 'expired', errorCode: 'confirmation_expired', outputJson: undefined },
+      `The confirmation of this ${tool.name} call expired (it is valid for ${confirm.ttlSeconds} s). Nothing was changed; call ${tool.name} again to ask again.`)
 
   let state: ConfirmState
   try {
     state = await confirm.codec.verify(wire, ctx)
   } catch (error) {
     if (error instanceof Error && error.message === 'expired') {
-      return refuseCall(scope, { outcome: 'expired', errorCode: 'confirmation_expired', outputJson: undefined },
-        `The confirmation of this ${tool.name} call expired (it is valid for ${confirm.ttlSeconds} s). Nothing was changed; call ${tool.name} again to ask again.`)
+      return expired()
     }
     return refuseCall(scope, { outcome: 'invalid_input', errorCode: 'confirmation_invalid', outputJson: undefined },
       'The confirmation state of this call is not one this server issued (it does not verify). Nothing was changed.')
@@ -178,8 +180,7 @@ export async function confirmedCall(call: ConfirmedCall): Promise<CallToolResult
   }
   // the codec's own expiry may run a second past expiresAt: the nonce is kept past both
   if (state.expiresAt < Math.floor(Date.now() / 1000)) {
-    return refuseCall(scope, { outcome: 'expired', errorCode: 'confirmation_expired', outputJson: undefined },
-      `The confirmation of this ${tool.name} call expired (it is valid for ${confirm.ttlSeconds} s). Nothing was changed; call ${tool.name} again to ask again.`)
+    return expired()
   }
   let fresh: boolean
   try {

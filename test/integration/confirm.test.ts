@@ -11,6 +11,8 @@ import { sequencer } from '../../src/audit/writer.ts'
 import worker from '../../src/index.ts'
 import { describeChange, invokeTool } from '../../src/mcp/invoke.ts'
 import type { RequestScope } from '../../src/mcp/scope.ts'
+import { MAX_CONFIRM_TTL_SECONDS } from '../../src/config.ts'
+import { rulesFor } from '../../src/middleware/limits.ts'
 import { POLICY } from '../../src/policy/policy.ts'
 import { updateOrder } from '../../src/tools/update-order.ts'
 import { testEnv } from '../support/test-env.ts'
@@ -156,6 +158,15 @@ describe.each(['modern', 'legacy'] as const)('cancelling an order with the SDK v
     const result = (await c.callTool({ name: 'update_order', arguments: { orderId: order.id, status: 'cancelled' } })) as ToolResult
     expect(result.content[0]?.text).toBe(`order ${order.id} is already cancelled`)
     expect(asked).toBe(0)
+  })
+})
+
+describe('concurrency leases of a tool that may ask its user', () => {
+  it('last as long as the longest question can wait, so a waiting 2025-era call keeps its slot', () => {
+    const asking = rulesFor('tools/call', 'update_order').concurrency
+    const plain = rulesFor('tools/call', 'create_ticket').concurrency
+    expect(asking.every((r) => r.ttlMs > MAX_CONFIRM_TTL_SECONDS * 1000 + POLICY.tools.get('update_order')!.timeoutMs)).toBe(true)
+    expect(plain.every((r) => r.ttlMs < MAX_CONFIRM_TTL_SECONDS * 1000)).toBe(true)
   })
 })
 
